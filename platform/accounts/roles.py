@@ -1,0 +1,93 @@
+"""The role × permission matrix: the single place that says who may do what.
+
+Views (`accounts.views.RoleRequiredMixin`), the API (`accounts.permissions.RolePermission`)
+and services all ask `has_permission`, so the UI and the API can never disagree.
+Later apps add their permissions here next to the ones below.
+
+API keys are not people: a key's scope maps to a fixed permission set. Managing people
+and keys is never open to keys, so a leaked key cannot mint new keys or owners.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    OPS_MANAGER = "ops_manager", "Ops manager"
+    BUYER = "buyer", "Buyer"
+    WAREHOUSE = "warehouse", "Warehouse"
+    VIEWER = "viewer", "Viewer"
+
+
+class Scope(models.TextChoices):
+    READ = "read", "Read only"
+    WRITE = "write", "Read and write"
+
+
+PERMISSIONS: dict[str, str] = {
+    "dashboard.view": "See the dashboard",
+    "brand.view": "See the brand profile",
+    "brand.edit": "Edit the brand profile (name, timezone, currency)",
+    "team.view": "See teammates and their roles",
+    "team.invite": "Invite teammates",
+    "team.manage": "Change roles, deactivate and reactivate teammates",
+    "apikeys.view": "See API keys (never their secrets)",
+    "apikeys.manage": "Create and revoke API keys",
+    "activity.view": "Browse the activity log",
+    "workers.view": "See worker and scheduler health",
+}
+
+_EVERYONE = {"dashboard.view", "brand.view", "team.view"}
+_ADMIN = set(PERMISSIONS)
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    Role.OWNER: frozenset(_ADMIN),
+    Role.ADMIN: frozenset(_ADMIN),
+    Role.OPS_MANAGER: frozenset(_EVERYONE | {"activity.view", "workers.view"}),
+    Role.BUYER: frozenset(_EVERYONE),
+    Role.WAREHOUSE: frozenset(_EVERYONE),
+    Role.VIEWER: frozenset(_EVERYONE),
+}
+
+SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
+    Scope.READ: frozenset({"brand.view", "team.view", "activity.view"}),
+    Scope.WRITE: frozenset({"brand.view", "team.view", "activity.view", "brand.edit"}),
+}
+
+# Which roles a person may hand out: only an owner makes owners.
+ASSIGNABLE_ROLES: dict[str, tuple[str, ...]] = {
+    Role.OWNER: tuple(Role.values),
+    Role.ADMIN: tuple(r for r in Role.values if r != Role.OWNER),
+}
+
+
+def role_has(role: str, permission: str) -> bool:
+    if permission not in PERMISSIONS:
+        raise KeyError(f"Unknown permission {permission!r}")
+    return permission in ROLE_PERMISSIONS.get(role, frozenset())
+
+
+def scope_has(scope: str, permission: str) -> bool:
+    if permission not in PERMISSIONS:
+        raise KeyError(f"Unknown permission {permission!r}")
+    return permission in SCOPE_PERMISSIONS.get(scope, frozenset())
+
+
+def has_permission(principal, permission: str) -> bool:
+    """True when a user (active, signed in) or an API key holds `permission`."""
+    from accounts.models import ApiKey
+
+    if principal is None:
+        return False
+    if isinstance(principal, ApiKey):
+        return principal.is_active and scope_has(principal.scope, permission)
+    if not getattr(principal, "is_authenticated", False) or not principal.is_active:
+        return False
+    return role_has(principal.role, permission)
+
+
+def can_assign(actor_role: str, target_role: str) -> bool:
+    return target_role in ASSIGNABLE_ROLES.get(actor_role, ())

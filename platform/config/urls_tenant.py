@@ -1,0 +1,16 @@
+"""URLs served on a brand's host (<slug>.BASE_DOMAIN)."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("accounts/", include("accounts.urls")),
+    path("activity/", include("audit.urls")),
+    path("workers/", views.worker_health, name="worker_health"),
+    path("api/v1/", include("config.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+]

@@ -1,0 +1,49 @@
+"""Bring a database to a runnable state: migrations, public tenant, template schema.
+
+Idempotent; `make run` calls it on every start. `--demo` also provisions the `demo`
+brand (sandbox connectors join it as they land) and prints its owner login.
+"""
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from tenants.models import Brand
+from tenants.services import (
+    Owner,
+    brand_url,
+    ensure_public_tenant,
+    ensure_template_schema,
+    provision_brand,
+)
+
+DEMO_EMAIL = "owner@demo.example"
+DEMO_PASSWORD = "keel-demo-password"
+
+
+class Command(BaseCommand):
+    help = "Migrate, ensure the public tenant and template schema, optionally a demo brand."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--demo", action="store_true", help="Also create the demo brand.")
+        parser.add_argument("--skip-migrate", action="store_true")
+
+    def handle(self, *args, demo: bool, skip_migrate: bool, verbosity: int, **options):
+        if not skip_migrate:
+            call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
+        ensure_public_tenant()
+        ensure_template_schema(verbosity=verbosity)
+        if not skip_migrate:
+            # Brands (and the template) created before this deploy catch up here.
+            call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
+        if demo:
+            brand = Brand.objects.filter(slug="demo").first()
+            if brand is None:
+                brand = provision_brand(
+                    name="Demo Brand",
+                    slug="demo",
+                    owner=Owner(DEMO_EMAIL, "Demo Owner", DEMO_PASSWORD),
+                )
+                self.stdout.write("Created the demo brand.")
+            self.stdout.write(
+                f"Demo brand: {brand_url(brand)}  login {DEMO_EMAIL} / {DEMO_PASSWORD}"
+            )

@@ -1,0 +1,85 @@
+"""Test harness: real PostgreSQL and Redis (started by scripts/test.sh).
+
+The test database is migrated once per session; two brands (alpha, beta) are provisioned
+once by the real provisioning service and committed. Each test then runs inside a
+transaction that is rolled back, so tests never re-run migrations or re-create schemas.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django_tenants.utils import schema_context
+
+from tenants.models import Brand
+from tenants.services import Owner, domain_for, provision_brand
+from tests.factories import UserFactory
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        call_command("keel_bootstrap", skip_migrate=True, verbosity=0)
+        for slug in ("alpha", "beta"):
+            provision_brand(
+                name=slug.title(),
+                slug=slug,
+                owner=Owner(f"owner@{slug}.example", f"{slug.title()} Owner", PASSWORD),
+            )
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _back_to_public():
+    yield
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def brand_a(db) -> Brand:
+    return Brand.objects.get(slug="alpha")
+
+
+@pytest.fixture
+def brand_b(db) -> Brand:
+    return Brand.objects.get(slug="beta")
+
+
+def host_of(brand: Brand) -> str:
+    return domain_for(brand.slug)
+
+
+def brand_client(brand: Brand, user=None) -> Client:
+    """A test client talking to `brand`'s host, signed in as `user` when given."""
+    client = Client(HTTP_HOST=host_of(brand))
+    if user is not None:
+        # The session row lives in the brand's schema, like a real sign-in.
+        with schema_context(brand.schema_name):
+            client.force_login(user)
+    return client
+
+
+def make_user(brand: Brand, **fields):
+    with schema_context(brand.schema_name):
+        return UserFactory(**fields)
+
+
+@pytest.fixture
+def owner_a(brand_a):
+    with schema_context(brand_a.schema_name):
+        from accounts.models import User
+
+        return User.objects.get(email="owner@alpha.example")
+
+
+@pytest.fixture
+def owner_b(brand_b):
+    with schema_context(brand_b.schema_name):
+        from accounts.models import User
+
+        return User.objects.get(email="owner@beta.example")

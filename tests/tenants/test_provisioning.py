@@ -1,0 +1,111 @@
+import uuid
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from accounts.models import User
+from audit.models import ActivityEntry
+from tenants.models import Brand, Domain
+from tenants.services import Owner, provision_brand, schema_name_for
+
+OWNER = Owner("founder@gamma.example", "Gia Founder", "correct-horse-battery-staple")
+
+
+def schemas() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nspname FROM pg_namespace")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def tables_in(schema: str) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", [schema]
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_provisioned_brand_is_a_clone_of_the_template_with_an_owner(db, settings):
+    brand = provision_brand(name="Gamma", slug="gamma-goods", owner=OWNER)
+
+    assert brand.schema_name == "brand_gamma_goods"
+    assert tables_in("brand_gamma_goods") == tables_in(settings.TENANT_BASE_SCHEMA)
+    assert Domain.objects.get(tenant=brand).domain == "gamma-goods.localhost"
+    with schema_context(brand.schema_name):
+        owner = User.objects.get()
+        assert (owner.email, owner.role) == ("founder@gamma.example", "owner")
+        assert owner.check_password("correct-horse-battery-staple")
+        assert list(ActivityEntry.objects.values_list("action", flat=True)) == ["brand.created"]
+    # The template itself never receives brand data.
+    with schema_context(settings.TENANT_BASE_SCHEMA):
+        assert User.objects.count() == 0
+
+
+def test_cloned_schema_has_the_template_migration_history(db, settings):
+    brand = provision_brand(name="Gamma", slug="gamma", owner=OWNER)
+    with connection.cursor() as cursor:
+        query = 'SELECT app, name FROM "{}".django_migrations ORDER BY app, name'
+        cursor.execute(query.format(settings.TENANT_BASE_SCHEMA))
+        template_history = cursor.fetchall()
+        cursor.execute(query.format(brand.schema_name))
+        assert cursor.fetchall() == template_history
+
+
+@pytest.mark.parametrize(
+    ("slug", "code"),
+    [
+        ("alpha", "taken"),
+        ("www", "reserved"),
+        ("admin", "reserved"),
+        ("api", "reserved"),
+        ("Bad_Slug", "invalid_characters"),
+        ("-lead", "invalid_characters"),
+        ("double--hyphen", "invalid_characters"),
+        ("ab", "too_short"),
+        ("x" * 31, "too_long"),
+    ],
+)
+def test_bad_slug_creates_nothing(db, slug, code):
+    before_schemas, before_brands = schemas(), Brand.objects.count()
+
+    with pytest.raises(ValidationError) as excinfo:
+        provision_brand(name="Nope", slug=slug, owner=OWNER)
+
+    assert excinfo.value.code == code
+    assert schemas() == before_schemas
+    assert Brand.objects.count() == before_brands
+
+
+def test_failure_after_clone_rolls_back_schema_domain_and_rows(db):
+    # An owner the database rejects (email too long for the column) fails the last step.
+    bad_owner = Owner("x" * 300 + "@example.com", "Too Long", "correct-horse-battery-staple")
+    before = schemas()
+
+    with pytest.raises(Exception):  # noqa: B017 - any failure must roll everything back
+        provision_brand(name="Delta", slug="delta", owner=bad_owner)
+
+    assert schema_name_for("delta") not in schemas()
+    assert schemas() == before
+    assert not Brand.objects.filter(slug="delta").exists()
+    assert not Domain.objects.filter(domain__startswith="delta.").exists()
+
+
+def test_same_signup_token_provisions_once(db):
+    token = uuid.uuid4()
+    provision_brand(name="Eps", slug="epsilon", owner=OWNER, signup_token=token)
+    with pytest.raises(ValidationError) as excinfo:
+        provision_brand(name="Eps", slug="epsilon-2", owner=OWNER, signup_token=token)
+    assert excinfo.value.code == "taken"
+    assert not Brand.objects.filter(slug="epsilon-2").exists()
+    assert schema_name_for("epsilon_2") not in schemas()
+
+
+def test_missing_template_is_an_explicit_error(db, settings):
+    from tenants.services import ProvisioningError
+
+    settings.TENANT_BASE_SCHEMA = "no_such_template"
+    with pytest.raises(ProvisioningError, match="Template schema"):
+        provision_brand(name="Zeta", slug="zeta", owner=OWNER)
+    assert "brand_zeta" not in schemas()
