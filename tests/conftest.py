@@ -21,8 +21,17 @@ from tests.factories import UserFactory
 PASSWORD = "correct-horse-battery-staple"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing():
+    # PBKDF2's 1M iterations cost ~0.3 s per user created or signed in; tests check
+    # behaviour, not hash strength.
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def django_db_setup(_fast_password_hashing, django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         call_command("keel_bootstrap", skip_migrate=True, verbosity=0)
         for slug in ("alpha", "beta"):

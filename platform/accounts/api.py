@@ -126,7 +126,7 @@ class ApiKeyViewSet(
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         issued = services.create_api_key(actor=request.user, **data.validated_data)
-        body = ApiKeyCreatedSerializer(issued.api_key).data | {"key": issued.secret}
+        body = ApiKeySerializer(issued.api_key).data | {"key": issued.secret}
         response = Response(body, status=status.HTTP_201_CREATED)
         response["Cache-Control"] = "no-store"
         return response

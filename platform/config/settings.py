@@ -7,6 +7,7 @@ project-local PostgreSQL/Redis ports used by `make run`) apply when a variable i
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
 
@@ -186,10 +187,12 @@ STORAGES = {
     },
 }
 
+# The cache gets its own Redis database so clearing it can never drop queued tasks.
+CACHE_URL = os.environ.get("CACHE_URL") or urlunsplit(urlsplit(REDIS_URL)._replace(path="/1"))
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": CACHE_URL,
         # Prefixes every key with the current schema: cache keys are tenant-scoped.
         "KEY_FUNCTION": "django_tenants.cache.make_key",
         "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
