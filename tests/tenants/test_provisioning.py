@@ -109,3 +109,34 @@ def test_missing_template_is_an_explicit_error(db, settings):
     with pytest.raises(ProvisioningError, match="Template schema"):
         provision_brand(name="Zeta", slug="zeta", owner=OWNER)
     assert "brand_zeta" not in schemas()
+
+
+def test_template_schema_is_fully_migrated_so_clones_start_current(db, settings):
+    from django.db.migrations.executor import MigrationExecutor
+    from django_tenants.utils import schema_context
+
+    template = Brand.objects.get(kind="template")
+    assert template.schema_name == settings.TENANT_BASE_SCHEMA
+    # migrate_schemas walks every Brand row, so the template is migrated with each deploy.
+    with schema_context(template.schema_name):
+        executor = MigrationExecutor(connection)
+        targets = executor.loader.graph.leaf_nodes()
+        assert executor.migration_plan(targets) == []
+
+
+def test_staff_admin_lives_on_the_public_host_only(db):
+    from django.test import Client
+
+    staff = User.objects.create_superuser(
+        email="ops@keel.example", full_name="Platform Ops", password="correct-horse-battery"
+    )
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(staff)
+    page = client.get("/admin/tenants/brand/")
+    assert page.status_code == 200
+    assert b"Alpha" in page.content and b"Beta" in page.content
+    # The same person is unknown on a brand host, and brand hosts have no admin.
+    brand_host = Client(HTTP_HOST="alpha.localhost")
+    brand_host.cookies = client.cookies
+    assert brand_host.get("/admin/").status_code == 404
+    assert brand_host.get("/").status_code == 302
