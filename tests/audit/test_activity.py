@@ -47,3 +47,20 @@ def test_every_web_write_lands_in_the_log_with_actor_and_request_id(brand_a, own
     assert entry.actor_label == "owner@alpha.example"
     assert entry.changes == {"name": ["Alpha", "Alpha Co"], "currency": ["USD", "EUR"]}
     assert entry.request_id == response["X-Request-ID"]
+
+
+def test_times_are_shown_in_the_brand_timezone(brand_a, owner_a):
+    from datetime import UTC, datetime
+
+    with schema_context(brand_a.schema_name):
+        entry = record("user.invited", obj=owner_a)
+        ActivityEntry.objects.filter(pk=entry.pk).update(
+            created_at=datetime(2026, 1, 15, 23, 30, tzinfo=UTC)
+        )
+    brand_a.timezone = "Asia/Tokyo"
+    brand_a.save(update_fields=["timezone"])
+
+    html = brand_client(brand_a, owner_a).get("/activity/?action=user.invited").content.decode()
+
+    assert "16 Jan 2026 08:30:00" in html  # 23:30 UTC is 08:30 next day in Tokyo
+    assert "When (Asia/Tokyo)" in html
