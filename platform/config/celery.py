@@ -1,8 +1,11 @@
 """The Celery app. Tenant context travels in the `_schema_name` task header
 (tenant-schemas-celery); see workers.base for the guard that refuses tasks without it."""
 
+from __future__ import annotations
+
 import os
 
+from celery import Task
 from kombu import Queue
 from tenant_schemas_celery.app import CeleryApp
 
@@ -13,7 +16,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 from django.conf import settings  # noqa: E402  (settings module is set above)
 
-app.conf.task_queues = [Queue(name) for name in settings.CELERY_TASK_QUEUES_NAMES]
+# Without its own routing key every queue is bound to the default exchange with key
+# "default", so a publish by exchange/routing key would be copied into all of them.
+app.conf.task_queues = [Queue(name, routing_key=name) for name in settings.CELERY_TASK_QUEUES_NAMES]
 app.conf.task_routes = {
     "sync.*": {"queue": "sync"},
     "forecasting.*": {"queue": "forecast"},
@@ -31,3 +36,46 @@ app.conf.beat_schedule = {
     },
 }
 app.autodiscover_tasks(["accounts", "workers"])
+
+
+# Head-room for broker round trips and clock skew on top of the worst case below.
+VISIBILITY_MARGIN_SECONDS = 300
+
+
+def longest_countdown(task: Task) -> float:
+    """The longest a task can sit reserved before it starts: its autoretry countdown."""
+    if not getattr(task, "autoretry_for", ()):
+        return 0
+    countdown = (getattr(task, "retry_kwargs", None) or {}).get("countdown")
+    if countdown is not None:
+        return countdown
+    if getattr(task, "retry_backoff", False):
+        return task.retry_backoff_max
+    return task.default_retry_delay
+
+
+def check_visibility(visibility_timeout: float | None = None) -> list[str]:
+    """Tasks that Redis could redeliver while they still wait or run, one line each.
+
+    With acks_late a reserved task stays unacknowledged through its retry countdown and
+    its run; once that outlasts the visibility timeout Redis hands it to another worker
+    and the task runs twice (celery/kombu#337).
+    """
+    if visibility_timeout is None:
+        visibility_timeout = app.conf.broker_transport_options["visibility_timeout"]
+    problems = []
+    for name, task in sorted(app.tasks.items()):
+        if name.startswith("celery."):
+            continue
+        hard_limit = task.time_limit or app.conf.task_time_limit
+        if not hard_limit:
+            problems.append(f"{name}: no hard time limit, so no visibility timeout is enough")
+            continue
+        needed = longest_countdown(task) + hard_limit + VISIBILITY_MARGIN_SECONDS
+        if visibility_timeout < needed:
+            problems.append(
+                f"{name}: visibility_timeout {visibility_timeout}s < {needed}s "
+                f"(countdown {longest_countdown(task)}s + time limit {hard_limit}s "
+                f"+ margin {VISIBILITY_MARGIN_SECONDS}s)"
+            )
+    return problems

@@ -83,6 +83,7 @@ SHARED_APPS = [
     "accounts",
     "audit",
     "workers",
+    "django.contrib.postgres",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -90,6 +91,8 @@ TENANT_APPS = [
     "django.contrib.sessions",
     "accounts",
     "audit",
+    "catalog",
+    "inventory",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

@@ -35,6 +35,15 @@ end
 return 0
 """
 
+# Delete the lock only if we still hold it. A GET then DEL from Python could delete the
+# lock another node took in between (ours expired), leaving two leaders.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 
 class LeaderLock:
     def __init__(self, client: redis.Redis, ttl_seconds: float, node_id: str | None = None):
@@ -42,13 +51,13 @@ class LeaderLock:
         self.ttl_ms = int(ttl_seconds * 1000)
         self.node_id = node_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._script = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
 
     def acquire_or_renew(self) -> bool:
         return bool(self._script(keys=[LEADER_KEY], args=[self.node_id, self.ttl_ms]))
 
     def release(self) -> None:
-        if self.client.get(LEADER_KEY) == self.node_id.encode():
-            self.client.delete(LEADER_KEY)
+        self._release(keys=[LEADER_KEY], args=[self.node_id])
 
 
 def schedule_window(entry: ScheduleEntry, now: float | None = None) -> str:

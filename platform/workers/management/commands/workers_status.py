@@ -28,5 +28,13 @@ class Command(BaseCommand):
                 f"Beat: leader {health.beat_leader or '-'}, "
                 f"last tick {health.beat_heartbeat_age:.0f}s ago"
             )
-        if not health.workers or not health.beat_ok:
-            raise CommandError("Workers or beat are not healthy")
+        # Say which part is down: "not healthy" alone sends the operator digging.
+        problems = []
+        if not health.workers:
+            problems.append(f"no worker answered within {timeout:g}s")
+        if health.beat_heartbeat_age is None:
+            problems.append("beat has no heartbeat (is a beat process running?)")
+        elif not health.beat_ok:
+            problems.append(f"beat's last tick was {health.beat_heartbeat_age:.0f}s ago")
+        if problems:
+            raise CommandError("Unhealthy: " + "; ".join(problems))

@@ -1,0 +1,714 @@
+"""Stock services: the only code that changes balances, movements and reservations.
+
+Every public function here runs in one transaction and goes through `_apply`, which
+1. makes sure the balance rows exist (one INSERT … ON CONFLICT DO NOTHING, keys sorted),
+2. locks them with SELECT … FOR UPDATE in one fixed order (sku, warehouse, status), so
+   two operations touching the same rows in opposite orders queue instead of deadlocking,
+3. checks the results (nothing negative, reservations within sellable stock) and raises
+   StockError before writing anything,
+4. writes the balances, the ledger movements, the available-to-promise events (outbox)
+   and one activity-log entry.
+The database constraints on StockBalance back the Python checks up.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.context import current_actor
+from audit.services import record
+from catalog.models import SKU, BundleComponent
+from inventory.models import (
+    CountLine,
+    CountStatus,
+    CycleCount,
+    MovementKind,
+    Reservation,
+    ReservationKind,
+    ReservationStatus,
+    StockBalance,
+    StockEvent,
+    StockMovement,
+    StockStatus,
+    Transfer,
+    TransferLine,
+    TransferStatus,
+    Warehouse,
+)
+
+SELLABLE = StockStatus.SELLABLE
+Key = tuple[int, int, str]  # (sku_id, warehouse_id, status)
+
+
+class StockError(ValidationError):
+    """A stock operation that would break an invariant. Nothing was written."""
+
+    def __init__(self, message: str, code: str, **params):
+        super().__init__(message, code=code, params=params)
+        self.details = params
+
+
+class InsufficientStock(StockError):
+    def __init__(self, sku: str, warehouse: str, status: str, available: int, requested: int):
+        super().__init__(
+            f"Insufficient stock of {sku} at {warehouse} ({status}): {available} available, "
+            f"{requested} requested.",
+            code="insufficient_stock",
+            sku=sku,
+            warehouse=warehouse,
+            status=status,
+            available=available,
+            requested=requested,
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """A signed change to one balance row; `kind` names the movement it records."""
+
+    sku_id: int
+    warehouse_id: int
+    status: str
+    quantity: int = 0
+    reserved: int = 0
+    kind: str = ""
+
+    @property
+    def key(self) -> Key:
+        return (self.sku_id, self.warehouse_id, self.status)
+
+
+@dataclass
+class Operation:
+    operation_id: uuid.UUID
+    movements: list[StockMovement] = field(default_factory=list)
+    events: list[StockEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Reference:
+    type: str = ""
+    id: str = ""
+
+
+def _positive(quantity: int, what: str = "quantity") -> int:
+    if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity <= 0:
+        raise StockError(f"The {what} must be a whole number above zero.", "invalid_quantity")
+    return quantity
+
+
+def _status(value: str) -> str:
+    if value not in StockStatus.values:
+        raise StockError(f"Unknown stock status {value!r}.", "invalid_status")
+    return value
+
+
+def atp(quantity: int, reserved: int, safety_buffer: int) -> int:
+    """Available to promise from a sellable row."""
+    return max(quantity - reserved - safety_buffer, 0)
+
+
+def _lock(keys: Iterable[Key]) -> dict[Key, StockBalance]:
+    keys = sorted(set(keys))
+    StockBalance.objects.bulk_create(
+        [StockBalance(sku_id=s, warehouse_id=w, status=st) for s, w, st in keys],
+        ignore_conflicts=True,
+    )
+    # A superset filter (sku ∈ …, warehouse ∈ …, status ∈ …) keeps the query short for
+    # bulk work; ordering makes every transaction take row locks in the same order.
+    rows = (
+        StockBalance.objects.select_for_update()
+        .filter(
+            sku_id__in={k[0] for k in keys},
+            warehouse_id__in={k[1] for k in keys},
+            status__in={k[2] for k in keys},
+        )
+        .order_by("sku_id", "warehouse_id", "status")
+    )
+    wanted = set(keys)
+    return {
+        (b.sku_id, b.warehouse_id, b.status): b
+        for b in rows
+        if (b.sku_id, b.warehouse_id, b.status) in wanted
+    }
+
+
+def _labels(sku_ids: Iterable[int], warehouse_ids: Iterable[int]) -> tuple[dict, dict]:
+    skus = dict(SKU.objects.filter(pk__in=set(sku_ids)).values_list("pk", "code"))
+    whs = dict(Warehouse.objects.filter(pk__in=set(warehouse_ids)).values_list("pk", "code"))
+    return skus, whs
+
+
+def _shortage(key: Key, before: tuple[int, int], changes: Sequence[Change]) -> InsufficientStock:
+    old_quantity, old_reserved = before
+    available = old_quantity - old_reserved if key[2] == SELLABLE else old_quantity
+    requested = sum(max(-c.quantity, 0) + max(c.reserved, 0) for c in changes if c.key == key)
+    skus, whs = _labels([key[0]], [key[1]])
+    return InsufficientStock(skus[key[0]], whs[key[1]], key[2], max(available, 0), requested)
+
+
+def _apply(
+    changes: Sequence[Change],
+    *,
+    action: str,
+    reason_code: str = "",
+    reference: Reference = Reference(),
+    note: str = "",
+    log: bool = True,
+) -> Operation:
+    """Apply `changes` atomically under row locks; see the module docstring."""
+    if not changes:
+        raise StockError("Nothing to do.", "empty_operation")
+    operation = Operation(uuid.uuid4())
+    with transaction.atomic():
+        balances = _lock(c.key for c in changes)
+        warehouses = {
+            w.pk: w for w in Warehouse.objects.filter(pk__in={c.warehouse_id for c in changes})
+        }
+        before = {k: (b.quantity, b.reserved) for k, b in balances.items()}
+
+        for change in changes:
+            balance = balances[change.key]
+            balance.quantity += change.quantity
+            balance.reserved += change.reserved
+        for key, balance in balances.items():
+            bad_reserved = balance.status == SELLABLE and balance.reserved > balance.quantity
+            if balance.quantity < 0 or balance.reserved < 0 or bad_reserved:
+                raise _shortage(key, before[key], changes)
+
+        changed = [b for k, b in balances.items() if (b.quantity, b.reserved) != before[k]]
+        now = timezone.now()
+        for balance in changed:
+            balance.updated_at = now
+        StockBalance.objects.bulk_update(changed, ["quantity", "reserved", "updated_at"])
+
+        actor_label = current_actor().label[:200]
+        running = {k: before[k][0] for k in balances}
+        movements = []
+        for change in changes:
+            if change.quantity == 0:
+                continue
+            running[change.key] += change.quantity
+            movements.append(
+                StockMovement(
+                    operation_id=operation.operation_id,
+                    kind=change.kind,
+                    sku_id=change.sku_id,
+                    warehouse_id=change.warehouse_id,
+                    status=change.status,
+                    quantity=change.quantity,
+                    balance_after=running[change.key],
+                    reason_code=reason_code,
+                    reference_type=reference.type,
+                    reference_id=reference.id,
+                    note=note[:500],
+                    actor_label=actor_label,
+                )
+            )
+        operation.movements = StockMovement.objects.bulk_create(movements)
+
+        events = []
+        for (sku_id, wh_id, status), balance in balances.items():
+            if status != SELLABLE:
+                continue
+            buffer = warehouses[wh_id].safety_buffer
+            old = atp(*before[(sku_id, wh_id, status)], buffer)
+            new = atp(balance.quantity, balance.reserved, buffer)
+            if old != new:
+                events.append(
+                    StockEvent(
+                        operation_id=operation.operation_id,
+                        sku_id=sku_id,
+                        warehouse_id=wh_id,
+                        available_before=old,
+                        available_after=new,
+                        cause=action.split(".")[-1][:24],
+                    )
+                )
+        operation.events = StockEvent.objects.bulk_create(events)
+
+        if log:
+            skus, whs = _labels({c.sku_id for c in changes}, {c.warehouse_id for c in changes})
+            record(
+                action,
+                changes={
+                    "operation": str(operation.operation_id),
+                    "lines": [
+                        [skus[c.sku_id], whs[c.warehouse_id], c.status, c.quantity, c.reserved]
+                        for c in changes[:50]
+                    ],
+                    "reason": reason_code,
+                    "reference": [reference.type, reference.id],
+                },
+            )
+    return operation
+
+
+# --- Movements -------------------------------------------------------------------------
+
+
+def receive(
+    *,
+    sku: SKU,
+    warehouse: Warehouse,
+    quantity: int,
+    status: str = SELLABLE,
+    reference: Reference = Reference(),
+    note: str = "",
+) -> Operation:
+    _positive(quantity)
+    _no_bundle(sku)
+    return _apply(
+        [Change(sku.pk, warehouse.pk, _status(status), quantity, kind=MovementKind.RECEIPT)],
+        action="stock.received",
+        reference=reference,
+        note=note,
+    )
+
+
+def adjust(
+    *,
+    sku: SKU,
+    warehouse: Warehouse,
+    delta: int,
+    reason_code: str,
+    status: str = SELLABLE,
+    note: str = "",
+) -> Operation:
+    from inventory.models import ReasonCode
+
+    if not isinstance(delta, int) or isinstance(delta, bool) or delta == 0:
+        raise StockError(
+            "An adjustment changes stock by a whole number, not zero.", "invalid_quantity"
+        )
+    if reason_code not in ReasonCode.values:
+        raise StockError("Choose a reason for the adjustment.", "reason_required")
+    _no_bundle(sku)
+    return _apply(
+        [Change(sku.pk, warehouse.pk, _status(status), delta, kind=MovementKind.ADJUSTMENT)],
+        action="stock.adjusted",
+        reason_code=reason_code,
+        note=note,
+    )
+
+
+def change_status(
+    *,
+    sku: SKU,
+    warehouse: Warehouse,
+    quantity: int,
+    from_status: str,
+    to_status: str,
+    note: str = "",
+) -> Operation:
+    _positive(quantity)
+    if _status(from_status) == _status(to_status):
+        raise StockError("Choose two different statuses.", "same_status")
+    if StockStatus.IN_TRANSIT in (from_status, to_status):
+        raise StockError("In-transit stock moves only through transfers.", "invalid_status")
+    _no_bundle(sku)
+    kind = MovementKind.STATUS_CHANGE
+    return _apply(
+        [
+            Change(sku.pk, warehouse.pk, from_status, -quantity, kind=kind),
+            Change(sku.pk, warehouse.pk, to_status, quantity, kind=kind),
+        ],
+        action="stock.status_changed",
+        note=note,
+    )
+
+
+def record_return(
+    *,
+    sku: SKU,
+    warehouse: Warehouse,
+    quantity: int,
+    status: str = SELLABLE,
+    reference: Reference = Reference(),
+    note: str = "",
+) -> Operation:
+    _positive(quantity)
+    _no_bundle(sku)
+    return _apply(
+        [Change(sku.pk, warehouse.pk, _status(status), quantity, kind=MovementKind.RETURN)],
+        action="stock.returned",
+        reference=reference,
+        note=note,
+    )
+
+
+def _no_bundle(sku: SKU) -> None:
+    if sku.is_bundle:
+        raise StockError(
+            f"{sku.code} is a bundle: its stock is its components'.", "bundle_has_no_stock"
+        )
+
+
+# --- Transfers -------------------------------------------------------------------------
+
+
+def ship_transfer(
+    *,
+    source: Warehouse,
+    destination: Warehouse,
+    lines: Sequence[tuple[SKU, int]],
+    note: str = "",
+) -> Transfer:
+    """Take stock out of `source` (sellable) and put it in transit to `destination`."""
+    if source.pk == destination.pk:
+        raise StockError("Choose two different warehouses.", "same_warehouse")
+    merged: dict[int, int] = defaultdict(int)
+    skus = {}
+    for sku, quantity in lines:
+        _positive(quantity)
+        _no_bundle(sku)
+        merged[sku.pk] += quantity
+        skus[sku.pk] = sku
+    if not merged:
+        raise StockError("A transfer needs at least one line.", "empty_operation")
+    with transaction.atomic():
+        transfer = Transfer.objects.create(source=source, destination=destination, note=note)
+        TransferLine.objects.bulk_create(
+            [TransferLine(transfer=transfer, sku_id=s, quantity=q) for s, q in merged.items()]
+        )
+        changes = []
+        for sku_id, quantity in merged.items():
+            changes.append(
+                Change(sku_id, source.pk, SELLABLE, -quantity, kind=MovementKind.TRANSFER_OUT)
+            )
+            changes.append(
+                Change(
+                    sku_id,
+                    destination.pk,
+                    StockStatus.IN_TRANSIT,
+                    quantity,
+                    kind=MovementKind.TRANSFER_IN_TRANSIT,
+                )
+            )
+        _apply(
+            changes,
+            action="stock.transfer_shipped",
+            reference=Reference("transfer", str(transfer.pk)),
+            note=note,
+        )
+    return transfer
+
+
+def receive_transfer(
+    *, transfer: Transfer, quantities: dict[int, int] | None = None, note: str = ""
+) -> Transfer:
+    """Move in-transit stock into the destination's sellable stock.
+
+    `quantities` maps sku_id → units received now (partial receipts); by default the rest
+    of every line. The transfer is received once every line is.
+    """
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().get(pk=transfer.pk)
+        if transfer.status != TransferStatus.IN_TRANSIT:
+            raise StockError("This transfer is not in transit.", "transfer_not_in_transit")
+        lines = {line.sku_id: line for line in transfer.lines.select_for_update()}
+        todo = quantities or {s: ln.quantity - ln.received_quantity for s, ln in lines.items()}
+        changes = []
+        for sku_id, quantity in todo.items():
+            if quantity == 0:
+                continue
+            line = lines.get(sku_id)
+            if line is None:
+                raise StockError("That SKU is not on this transfer.", "unknown_line")
+            _positive(quantity)
+            if line.received_quantity + quantity > line.quantity:
+                raise StockError(
+                    "More received than was shipped on this line.",
+                    "over_receipt",
+                    remaining=line.quantity - line.received_quantity,
+                )
+            line.received_quantity += quantity
+            changes.append(
+                Change(
+                    sku_id,
+                    transfer.destination_id,
+                    StockStatus.IN_TRANSIT,
+                    -quantity,
+                    kind=MovementKind.TRANSFER_IN,
+                )
+            )
+            changes.append(
+                Change(
+                    sku_id,
+                    transfer.destination_id,
+                    SELLABLE,
+                    quantity,
+                    kind=MovementKind.TRANSFER_IN,
+                )
+            )
+        _apply(
+            changes,
+            action="stock.transfer_received",
+            reference=Reference("transfer", str(transfer.pk)),
+            note=note,
+        )
+        TransferLine.objects.bulk_update(lines.values(), ["received_quantity"])
+        if all(ln.received_quantity == ln.quantity for ln in lines.values()):
+            transfer.status = TransferStatus.RECEIVED
+            transfer.received_at = timezone.now()
+            transfer.save(update_fields=["status", "received_at"])
+    return transfer
+
+
+# --- Reservations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReserveLine:
+    sku: SKU
+    warehouse: Warehouse
+    quantity: int
+
+
+def expand_bundles(lines: Sequence[ReserveLine]) -> list[tuple[int, int, int, int | None]]:
+    """(sku_id, warehouse_id, quantity, bundle_sku_id) with bundles replaced by components."""
+    bundle_ids = [line.sku.pk for line in lines if line.sku.is_bundle]
+    components: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for bc in BundleComponent.objects.filter(bundle_id__in=bundle_ids):
+        components[bc.bundle_id].append((bc.component_id, bc.quantity))
+    out = []
+    for line in lines:
+        _positive(line.quantity)
+        if line.sku.is_bundle:
+            if not components[line.sku.pk]:
+                raise StockError(f"Bundle {line.sku.code} has no components.", "empty_bundle")
+            for component_id, per in components[line.sku.pk]:
+                out.append((component_id, line.warehouse.pk, line.quantity * per, line.sku.pk))
+        else:
+            out.append((line.sku.pk, line.warehouse.pk, line.quantity, None))
+    return out
+
+
+def reserve(
+    *,
+    lines: Sequence[ReserveLine],
+    kind: str,
+    reference: Reference,
+    expires_at: datetime | None = None,
+    note: str = "",
+) -> list[Reservation]:
+    """Reserve every line or none (InsufficientStock names the first short line)."""
+    if kind not in ReservationKind.values:
+        raise StockError(f"Unknown reservation kind {kind!r}.", "invalid_kind")
+    if not reference.type or not reference.id:
+        raise StockError("A reservation needs a reference.", "reference_required")
+    expanded = expand_bundles(lines)
+    # One row per (sku, warehouse) per reference: merge repeated lines.
+    merged: dict[tuple[int, int], tuple[int, int | None]] = {}
+    for sku_id, wh_id, quantity, bundle_id in expanded:
+        prev, prev_bundle = merged.get((sku_id, wh_id), (0, bundle_id))
+        merged[(sku_id, wh_id)] = (prev + quantity, prev_bundle)
+    with transaction.atomic():
+        _apply(
+            [Change(s, w, SELLABLE, reserved=q) for (s, w), (q, _) in merged.items()],
+            action="stock.reserved",
+            reference=reference,
+            note=note,
+        )
+        reservations = Reservation.objects.bulk_create(
+            [
+                Reservation(
+                    sku_id=s,
+                    warehouse_id=w,
+                    quantity=q,
+                    kind=kind,
+                    bundle_sku_id=bundle_id,
+                    reference_type=reference.type,
+                    reference_id=reference.id,
+                    expires_at=expires_at,
+                    note=note[:500],
+                )
+                for (s, w), (q, bundle_id) in merged.items()
+            ]
+        )
+    return reservations
+
+
+def _close(reservations: Q, *, consume: bool, action: str) -> list[Reservation]:
+    with transaction.atomic():
+        rows = list(
+            Reservation.objects.select_for_update()
+            .filter(reservations, status=ReservationStatus.ACTIVE)
+            .order_by("id")
+        )
+        if not rows:
+            return []
+        changes = [
+            Change(
+                r.sku_id,
+                r.warehouse_id,
+                SELLABLE,
+                quantity=-r.quantity if consume else 0,
+                reserved=-r.quantity,
+                kind=MovementKind.SHIP if consume else "",
+            )
+            for r in rows
+        ]
+        first = rows[0]
+        _apply(
+            changes, action=action, reference=Reference(first.reference_type, first.reference_id)
+        )
+        now = timezone.now()
+        status = ReservationStatus.CONSUMED if consume else ReservationStatus.RELEASED
+        Reservation.objects.filter(pk__in=[r.pk for r in rows]).update(status=status, closed_at=now)
+        for r in rows:
+            r.status, r.closed_at = status, now
+    return rows
+
+
+def release(
+    *, reference: Reference | None = None, ids: Iterable[int] | None = None
+) -> list[Reservation]:
+    """Release active reservations (by reference or ids) back to available stock."""
+    return _close(_selector(reference, ids), consume=False, action="stock.released")
+
+
+def consume(
+    *, reference: Reference | None = None, ids: Iterable[int] | None = None
+) -> list[Reservation]:
+    """Pick/ship reserved stock: it leaves sellable stock and the reservation closes."""
+    return _close(_selector(reference, ids), consume=True, action="stock.shipped")
+
+
+def _selector(reference: Reference | None, ids: Iterable[int] | None) -> Q:
+    if reference is not None:
+        return Q(reference_type=reference.type, reference_id=reference.id)
+    if ids is not None:
+        return Q(pk__in=list(ids))
+    raise StockError("Say which reservations.", "reference_required")
+
+
+def expire_reservations(now: datetime | None = None) -> int:
+    """Release every active reservation whose expiry has passed; returns how many."""
+    now = now or timezone.now()
+    expired = list(
+        Reservation.objects.filter(
+            status=ReservationStatus.ACTIVE, expires_at__lte=now
+        ).values_list("pk", flat=True)
+    )
+    if not expired:
+        return 0
+    return len(_close(Q(pk__in=expired), consume=False, action="stock.reservations_expired"))
+
+
+# --- Cycle counts ----------------------------------------------------------------------
+
+
+def start_count(*, warehouse: Warehouse, note: str = "") -> CycleCount:
+    with transaction.atomic():
+        count = CycleCount.objects.create(warehouse=warehouse, note=note)
+        record("stock.count_started", obj=count)
+    return count
+
+
+def enter_count(*, count: CycleCount, sku: SKU, counted: int) -> CountLine:
+    if not isinstance(counted, int) or counted < 0:
+        raise StockError("A count is a whole number, zero or more.", "invalid_quantity")
+    if count.status != CountStatus.OPEN:
+        raise StockError("This count is already closed.", "count_closed")
+    _no_bundle(sku)
+    expected = (
+        StockBalance.objects.filter(sku=sku, warehouse_id=count.warehouse_id, status=SELLABLE)
+        .values_list("quantity", flat=True)
+        .first()
+        or 0
+    )
+    line, _ = CountLine.objects.update_or_create(
+        count=count, sku=sku, defaults={"counted": counted, "expected": expected}
+    )
+    return line
+
+
+def post_count(*, count: CycleCount) -> CycleCount:
+    """Correct sellable stock to the counted quantities, as count_correction movements.
+
+    The variance is taken against the quantity at posting time (under lock), so
+    movements that happened while people counted are not undone.
+    """
+    with transaction.atomic():
+        count = CycleCount.objects.select_for_update().get(pk=count.pk)
+        if count.status != CountStatus.OPEN:
+            raise StockError("This count is already closed.", "count_closed")
+        lines = list(count.lines.all())
+        if not lines:
+            raise StockError("Enter at least one counted SKU.", "empty_operation")
+        balances = _lock((line.sku_id, count.warehouse_id, SELLABLE) for line in lines)
+        changes = []
+        for line in lines:
+            current = balances[(line.sku_id, count.warehouse_id, SELLABLE)].quantity
+            line.posted_variance = line.counted - current
+            if line.posted_variance:
+                changes.append(
+                    Change(
+                        line.sku_id,
+                        count.warehouse_id,
+                        SELLABLE,
+                        line.posted_variance,
+                        kind=MovementKind.COUNT_CORRECTION,
+                    )
+                )
+        if changes:
+            _apply(
+                changes,
+                action="stock.count_posted",
+                reason_code="correction",
+                reference=Reference("cycle_count", str(count.pk)),
+            )
+        CountLine.objects.bulk_update(lines, ["posted_variance"])
+        count.status = CountStatus.POSTED
+        count.posted_at = timezone.now()
+        count.save(update_fields=["status", "posted_at"])
+    return count
+
+
+# --- Reads -----------------------------------------------------------------------------
+
+
+def available_to_promise(
+    *, sku_ids: Iterable[int] | None = None, warehouse_ids: Iterable[int] | None = None
+) -> dict[tuple[int, int], int]:
+    """ATP per (sku_id, warehouse_id) for stocked SKUs, from sellable rows."""
+    rows = StockBalance.objects.filter(status=SELLABLE, warehouse__is_active=True)
+    if sku_ids is not None:
+        rows = rows.filter(sku_id__in=list(sku_ids))
+    if warehouse_ids is not None:
+        rows = rows.filter(warehouse_id__in=list(warehouse_ids))
+    return {
+        (s, w): atp(q, r, buf)
+        for s, w, q, r, buf in rows.values_list(
+            "sku_id", "warehouse_id", "quantity", "reserved", "warehouse__safety_buffer"
+        )
+    }
+
+
+def bundle_availability(
+    bundle: SKU, *, warehouse_ids: Iterable[int] | None = None
+) -> dict[int, int]:
+    """Bundles buildable per warehouse: min over components of floor(ATP / per-bundle qty)."""
+    components = list(
+        BundleComponent.objects.filter(bundle=bundle).values_list("component_id", "quantity")
+    )
+    if not components:
+        return {}
+    if warehouse_ids is None:
+        warehouse_ids = Warehouse.objects.filter(is_active=True).values_list("pk", flat=True)
+    warehouse_ids = list(warehouse_ids)
+    stock = available_to_promise(sku_ids=[c for c, _ in components], warehouse_ids=warehouse_ids)
+    return {
+        wh: min(stock.get((component, wh), 0) // per for component, per in components)
+        for wh in warehouse_ids
+    }
