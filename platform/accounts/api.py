@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from accounts import services
 from accounts.models import ApiKey, User
 from accounts.roles import Role, Scope
+from idempotency.services import idempotent
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -91,6 +92,7 @@ class InvitationViewSet(viewsets.GenericViewSet):
     required_permissions = {"create": "team.invite"}
 
     @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationSerializer})
+    @idempotent
     def create(self, request):
         data = InvitationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -122,6 +124,7 @@ class ApiKeyViewSet(
     }
 
     @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
+    @idempotent
     def create(self, request):
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -38,23 +38,52 @@ PERMISSIONS: dict[str, str] = {
     "apikeys.manage": "Create and revoke API keys",
     "activity.view": "Browse the activity log",
     "workers.view": "See worker and scheduler health",
+    "catalog.view": "See products, SKUs, bundles and listing mappings",
+    "catalog.edit": "Create and edit products, SKUs, bundles; resolve unmapped listings",
+    "catalog.import": "Import and export the item master and opening stock (CSV)",
+    "warehouses.edit": "Create and edit warehouses",
+    "stock.view": "See stock levels, movements and reservations",
+    "stock.move": "Receive, adjust, transfer stock and change its status",
+    "stock.reserve": "Create and release manual holds and channel buffers",
+    "stock.count": "Run cycle counts and post corrections",
 }
 
-_EVERYONE = {"dashboard.view", "brand.view", "team.view"}
+_EVERYONE = {"dashboard.view", "brand.view", "team.view", "catalog.view", "stock.view"}
 _ADMIN = set(PERMISSIONS)
+_OPERATIONS = {
+    "activity.view",
+    "workers.view",
+    "catalog.edit",
+    "catalog.import",
+    "warehouses.edit",
+    "stock.move",
+    "stock.reserve",
+    "stock.count",
+}
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(_ADMIN),
     Role.ADMIN: frozenset(_ADMIN),
-    Role.OPS_MANAGER: frozenset(_EVERYONE | {"activity.view", "workers.view"}),
-    Role.BUYER: frozenset(_EVERYONE),
-    Role.WAREHOUSE: frozenset(_EVERYONE),
+    Role.OPS_MANAGER: frozenset(_EVERYONE | _OPERATIONS),
+    Role.BUYER: frozenset(_EVERYONE | {"catalog.edit", "catalog.import"}),
+    Role.WAREHOUSE: frozenset(_EVERYONE | {"stock.move", "stock.count"}),
     Role.VIEWER: frozenset(_EVERYONE),
 }
 
+_KEY_READ = {"brand.view", "team.view", "activity.view", "catalog.view", "stock.view"}
 SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
-    Scope.READ: frozenset({"brand.view", "team.view", "activity.view"}),
-    Scope.WRITE: frozenset({"brand.view", "team.view", "activity.view", "brand.edit"}),
+    Scope.READ: frozenset(_KEY_READ),
+    Scope.WRITE: frozenset(
+        _KEY_READ
+        | {
+            "brand.edit",
+            "catalog.edit",
+            "warehouses.edit",
+            "stock.move",
+            "stock.reserve",
+            "stock.count",
+        }
+    ),
 }
 
 # Which roles a person may hand out: only an owner makes owners.

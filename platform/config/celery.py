@@ -63,6 +63,9 @@ def check_visibility(visibility_timeout: float | None = None) -> list[str]:
     """
     if visibility_timeout is None:
         visibility_timeout = app.conf.broker_transport_options["visibility_timeout"]
+    # Autodiscovery is lazy: outside a worker or beat the registry lacks our tasks until
+    # the loader runs the discovery they run at start-up.
+    app.loader.import_default_modules()
     problems = []
     for name, task in sorted(app.tasks.items()):
         if name.startswith("celery."):

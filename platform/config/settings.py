@@ -91,6 +91,7 @@ TENANT_APPS = [
     "django.contrib.sessions",
     "accounts",
     "audit",
+    "idempotency",
     "catalog",
     "inventory",
 ]
