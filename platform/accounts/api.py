@@ -123,8 +123,8 @@ class ApiKeyViewSet(
         "destroy": "apikeys.manage",
     }
 
+    # Deliberately not @idempotent: a replay would have to store the secret to return it.
     @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
-    @idempotent
     def create(self, request):
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
