@@ -33,6 +33,9 @@ def _fast_password_hashing():
 @pytest.fixture(scope="session")
 def django_db_setup(_fast_password_hashing, django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
+        # pytest-django creates test_<name> only when a collected test uses the database;
+        # never provision the fixtures into a developer's real database.
+        assert connection.settings_dict["NAME"].startswith("test_"), "not a test database"
         call_command("keel_bootstrap", skip_migrate=True, verbosity=0)
         for slug in ("alpha", "beta"):
             provision_brand(
