@@ -20,6 +20,8 @@ export DJANGO_SETTINGS_MODULE=config.settings
 export PYTHONPATH="$PWD/platform:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # Production settings (no per-query debug logging); the key only signs throwaway sessions.
 export DEBUG=0 SECRET_KEY="bench-only-$(date +%s%N)" LOG_LEVEL=WARNING
+# Signup paths are measured one at a time: the pool is filled explicitly where it is used.
+export KEEL_SCHEMA_POOL_SIZE=0
 "$py" - "$pg_port" <<'PY'
 import sys
 

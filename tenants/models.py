@@ -3,7 +3,8 @@
 Every brand is one PostgreSQL schema. Three kinds of Brand row exist: the `public`
 tenant (marketing site, signup, staff admin), one `template` (a migrated, empty schema
 that new brands are cloned from; being a tenant row means `migrate_schemas` keeps it
-current) and real `brand` rows.
+current), `pool` rows (clones made ahead of time, renamed into a brand at signup; also
+kept current by `migrate_schemas`) and real `brand` rows.
 """
 
 from django.db import models
@@ -13,6 +14,7 @@ from django_tenants.models import DomainMixin, TenantMixin
 class BrandKind(models.TextChoices):
     PUBLIC = "public", "Public site"
     TEMPLATE = "template", "Template schema"
+    POOL = "pool", "Pre-provisioned schema"
     BRAND = "brand", "Brand"
 
 

@@ -5,6 +5,11 @@ kind "template") is migrated by `migrate_schemas` like any tenant; a new brand i
 `clone_schema` copy of it, data included, so its `django_migrations` rows come along and
 the fake-migrate pass django-tenants would run afterwards is unnecessary.
 
+Cloning costs a few hundred milliseconds and grows with the number of tables, so a small
+pool of clones is made ahead of time (Brand rows of kind "pool", topped up by
+`refill_pool`); signup takes one with SKIP LOCKED and renames its schema (~1 ms). When the
+pool is empty, signup clones on the spot.
+
 Everything happens in one transaction. PostgreSQL DDL is transactional, so a failure
 anywhere (slug race, clone error, owner creation) rolls back the schema, the Brand and
 Domain rows and the owner together.
@@ -20,6 +25,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
+from django.utils.timezone import now
 from django_tenants.clone import CloneSchema
 from django_tenants.utils import schema_context, schema_exists
 
@@ -199,6 +205,44 @@ def clone_template_into(schema_name: str) -> None:
         cursor.execute("SELECT clone_schema(%s, %s, 'DATA')", [template_name, schema_name])
 
 
+def _pool_schema_name() -> str:
+    return f"pool_{uuid.uuid4().hex[:16]}"
+
+
+def refill_pool(target: int | None = None) -> int:
+    """Top the pool of pre-cloned schemas up to `target`; returns how many were made."""
+    target = settings.KEEL_SCHEMA_POOL_SIZE if target is None else target
+    made = 0
+    while Brand.objects.filter(kind=BrandKind.POOL).count() < target:
+        schema_name = _pool_schema_name()
+        with transaction.atomic():
+            Brand.objects.create(
+                kind=BrandKind.POOL,
+                schema_name=schema_name,
+                name="Pool",
+                slug=schema_name.replace("_", "-"),
+            )
+            clone_template_into(schema_name)
+        made += 1
+    connection.set_schema_to_public()
+    return made
+
+
+def _take_pooled_schema(schema_name: str) -> Brand | None:
+    """Claim a pooled schema (inside the caller's transaction) and rename it."""
+    pooled = (
+        Brand.objects.select_for_update(skip_locked=True)
+        .filter(kind=BrandKind.POOL)
+        .order_by("id")
+        .first()
+    )
+    if pooled is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER SCHEMA "{pooled.schema_name}" RENAME TO "{schema_name}"')
+    return pooled
+
+
 def provision_brand(
     *,
     name: str,
@@ -217,18 +261,26 @@ def provision_brand(
 
     validate_slug(slug)
     schema_name = schema_name_for(slug)
+    fields = {
+        "kind": BrandKind.BRAND,
+        "schema_name": schema_name,
+        "name": name,
+        "slug": slug,
+        "timezone": timezone,
+        "currency": currency,
+        "signup_token": signup_token,
+    }
     try:
         with transaction.atomic():
-            brand = Brand.objects.create(
-                kind=BrandKind.BRAND,
-                schema_name=schema_name,
-                name=name,
-                slug=slug,
-                timezone=timezone,
-                currency=currency,
-                signup_token=signup_token,
-            )
-            clone_template_into(schema_name)
+            brand = _take_pooled_schema(schema_name)
+            if brand is not None:
+                for field, value in fields.items():
+                    setattr(brand, field, value)
+                brand.created_at = now()
+                brand.save()
+            else:
+                brand = Brand.objects.create(**fields)
+                clone_template_into(schema_name)
             Domain.objects.create(domain=domain_for(slug), tenant=brand, is_primary=True)
             with schema_context(schema_name):
                 user = User.objects.create_user(
@@ -243,7 +295,20 @@ def provision_brand(
         raise ValidationError("This subdomain is already taken.", code="taken") from exc
     finally:
         connection.set_schema_to_public()
+    if settings.KEEL_SCHEMA_POOL_SIZE:
+        transaction.on_commit(_request_pool_refill)
     return brand
+
+
+def _request_pool_refill() -> None:
+    from tenants.tasks import refill_schema_pool
+
+    try:
+        refill_schema_pool.delay()
+    except Exception:  # noqa: BLE001 - a broker outage must not fail a finished signup
+        import logging
+
+        logging.getLogger(__name__).warning("Could not queue a pool refill", exc_info=True)
 
 
 def migrate_new_schema(schema_name: str) -> None:

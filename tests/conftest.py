@@ -28,6 +28,8 @@ def _fast_password_hashing():
     from django.conf import settings
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Provisioning tests exercise the clone path unless they fill the pool themselves.
+    settings.KEEL_SCHEMA_POOL_SIZE = 0
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +38,7 @@ def django_db_setup(_fast_password_hashing, django_db_setup, django_db_blocker):
         # pytest-django creates test_<name> only when a collected test uses the database;
         # never provision the fixtures into a developer's real database.
         assert connection.settings_dict["NAME"].startswith("test_"), "not a test database"
-        call_command("keel_bootstrap", skip_migrate=True, verbosity=0)
+        call_command("keel_bootstrap", skip_migrate=True, pool=0, verbosity=0)
         for slug in ("alpha", "beta"):
             provision_brand(
                 name=slug.title(),
@@ -95,3 +97,42 @@ def owner_b(brand_b):
         from accounts.models import User
 
         return User.objects.get(email="owner@beta.example")
+
+
+# Tables a committed (non-rolled-back) test may fill in brand alpha; see committed_alpha.
+STOCK_TABLES = [
+    "inventory_stockevent",
+    "inventory_stockmovement",
+    "inventory_reservation",
+    "inventory_stockbalance",
+    "inventory_transferline",
+    "inventory_transfer",
+    "inventory_countline",
+    "inventory_cyclecount",
+    "inventory_warehouse",
+    "catalog_bundlecomponent",
+    "catalog_listingmapping",
+    "catalog_unmappedlisting",
+    "catalog_sku",
+    "catalog_product",
+    "audit_activityentry",
+]
+
+
+@pytest.fixture
+def committed_alpha(django_db_setup, django_db_blocker):
+    """For tests whose threads need committed rows: alpha's stock tables are emptied after.
+
+    Truncating restores the state every other test expects (no catalog or stock rows; the
+    activity log keeps only what provisioning wrote, which tests don't rely on).
+    """
+    with django_db_blocker.unblock():
+        with schema_context("brand_alpha"):
+            yield
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE "
+                + ", ".join(f"brand_alpha.{t}" for t in STOCK_TABLES[:-1])
+                + " RESTART IDENTITY CASCADE"
+            )
+        connection.set_schema_to_public()

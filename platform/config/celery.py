@@ -34,8 +34,13 @@ app.conf.beat_schedule = {
         "schedule": 60 * 60,
         "args": ("accounts.cleanup_expired",),
     },
+    "tenants-refill-pool": {
+        "task": "tenants.refill_schema_pool",
+        "schedule": 5 * 60,
+    },
 }
-app.autodiscover_tasks(["accounts", "workers"])
+# Every installed app's tasks module, so a new app's tasks need no registration here.
+app.autodiscover_tasks()
 
 
 # Head-room for broker round trips and clock skew on top of the worst case below.

@@ -280,5 +280,8 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# Pre-cloned schemas kept ready so signup is a rename, not a clone (tenants.services).
+KEEL_SCHEMA_POOL_SIZE = int(os.environ.get("KEEL_SCHEMA_POOL_SIZE", "2"))
+
 KEEL_HANDOFF_TTL = timedelta(seconds=60)
 KEEL_INVITATION_TTL = timedelta(days=7)

@@ -8,7 +8,8 @@ schema, so BrandTask raises TenantContextMissing instead.
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import OperationalError, connection
+from redis.exceptions import RedisError
 from tenant_schemas_celery.app import get_schema_name_from_task
 from tenant_schemas_celery.task import TenantTask
 
@@ -26,7 +27,8 @@ class BrandTask(TenantTask):
     abstract = True
     acks_late = True
     reject_on_worker_lost = True
-    autoretry_for = (ConnectionError, TimeoutError)
+    # Transient infrastructure failures only; business errors must surface, not loop.
+    autoretry_for = (ConnectionError, TimeoutError, RedisError, OperationalError)
     retry_backoff = True
     retry_backoff_max = 600
     retry_jitter = True

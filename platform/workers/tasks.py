@@ -21,10 +21,14 @@ def fan_out(task_name: str, window: str | None = None, queue: str | None = None)
     """
     from config.celery import app
 
-    if window is not None and not cache.add(f"fanout:{task_name}:{window}", 1, 24 * 3600):
-        return 0
     sent = 0
     for schema_name in Brand.objects.brands().values_list("schema_name", flat=True):
+        # Claimed per brand, not once for the whole run: a fan-out cut short (worker
+        # killed mid-loop) is redelivered under acks_late and must still reach the
+        # brands it had not got to, where a single claim would skip them all.
+        claim = f"fanout:{task_name}:{window}:{schema_name}"
+        if window is not None and not cache.add(claim, 1, 24 * 3600):
+            continue
         with schema_context(schema_name):
             app.send_task(task_name, queue=queue)
         sent += 1

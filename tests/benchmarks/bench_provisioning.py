@@ -8,8 +8,12 @@ although it drops everything it creates.
 
 (a) signup: the real signup view driven by django.test.Client, from POST to the 302 that
     sends the owner to the ready brand (template clone + rows + owner + handoff).
+(a2) signup from the pool: the same POST when a pre-cloned schema is waiting (the refill
+    that made it is not timed; workers do that between signups).
 (b) migrate: the baseline without cloning, `migrate_new_schema` (CREATE SCHEMA + every
     tenant migration).
+(b2) signup POST with plain migration: the same request as (a) with the schema step
+    swapped for CREATE SCHEMA + migrate, the like-for-like baseline for (a) and (a2).
     Also shown: `clone_template_into` alone, the schema copy without the rest of signup,
     and the owner's password hash, a fixed cost of every signup whatever the schema path.
 (c) `migrate_schemas --tenant` with nothing to apply, across many provisioned brands: the
@@ -51,6 +55,7 @@ from tenants.services import (  # noqa: E402
     clone_template_into,
     migrate_new_schema,
     provision_brand,
+    refill_pool,
 )
 
 PASSWORD = "correct-horse-battery-staple"
@@ -96,6 +101,8 @@ def clean_up() -> None:
     for prefix in (SIGNUP_PREFIX, FLEET_PREFIX):
         for brand in Brand.objects.filter(slug__startswith=prefix):
             brand.delete(force_drop=True)
+    for brand in Brand.objects.filter(kind="pool"):
+        brand.delete(force_drop=True)
     for prefix in (CLONE_SCHEMA_PREFIX, MIGRATE_SCHEMA_PREFIX):
         for name in schemas_with_prefix(prefix):
             drop_schema(name)
@@ -119,6 +126,26 @@ def signup(client: Client, slug: str) -> None:
         raise RuntimeError(f"signup {slug!r} failed: {response.status_code} {location!r}")
 
 
+def _migrate_instead_of_clone(schema_name: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE SCHEMA "{schema_name}"')
+    call_command(
+        "migrate_schemas", schema_name=schema_name, tenant=True, interactive=False, verbosity=0
+    )
+
+
+def signup_with_migration(client: Client, slug: str) -> None:
+    import tenants.services as provisioning
+
+    # The counterfactual design, measured through the same view: only the schema step differs.
+    original = provisioning.clone_template_into
+    provisioning.clone_template_into = _migrate_instead_of_clone
+    try:
+        signup(client, slug)
+    finally:
+        provisioning.clone_template_into = original
+
+
 def bench_signup_vs_migrate(runs: int) -> dict[str, list[float]]:
     client = Client(HTTP_HOST="localhost")
     # One unmeasured round: first-request imports, URL resolution, template loading and
@@ -129,19 +156,28 @@ def bench_signup_vs_migrate(runs: int) -> dict[str, list[float]]:
 
     samples: dict[str, list[float]] = {
         "signup": [],
+        "signup_pool": [],
         "clone_only": [],
         "migrate": [],
+        "signup_migrate": [],
         "password_hash": [],
     }
     # Interleaved rather than one series after the other: both paths get slower as the
     # catalog grows, and interleaving gives them the same number of schemas around them.
     for i in range(runs):
         samples["signup"].append(timed(lambda i=i: signup(client, f"{SIGNUP_PREFIX}{i:02d}")))
+        refill_pool(1)
+        samples["signup_pool"].append(
+            timed(lambda i=i: signup(client, f"{SIGNUP_PREFIX}pool-{i:02d}"))
+        )
         samples["clone_only"].append(
             timed(lambda i=i: clone_template_into(f"{CLONE_SCHEMA_PREFIX}{i:02d}"))
         )
         samples["migrate"].append(
             timed(lambda i=i: migrate_new_schema(f"{MIGRATE_SCHEMA_PREFIX}{i:02d}"))
+        )
+        samples["signup_migrate"].append(
+            timed(lambda i=i: signup_with_migration(client, f"{SIGNUP_PREFIX}mig-{i:02d}"))
         )
         samples["password_hash"].append(timed(lambda: make_password(PASSWORD)))
         connection.set_schema_to_public()
@@ -195,13 +231,22 @@ def report(result: dict) -> str:
             f"{result['password_hash_s']['median']:.3f} s",
         ),
         ("    clone_template_into alone, median", f"{result['clone_only_s']['median']:.3f} s"),
+        (
+            "(a2) signup POST -> ready brand (from pool), median",
+            f"{result['signup_pool_s']['median']:.3f} s",
+        ),
         ("(b) migrate_new_schema (baseline), median", f"{b['median']:.3f} s"),
         ("    min / max", f"{b['min']:.3f} / {b['max']:.3f} s"),
         (
-            "ratio migrate / signup-with-clone",
+            "(b2) signup POST -> ready brand (plain migration), median",
+            f"{result['signup_migrate_s']['median']:.3f} s",
+        ),
+        (
+            "ratio signup-migrate / signup-with-clone",
             f"{result['ratio']:.2f}x  (target >= {SPEEDUP_TARGET:.0f}x, "
             f"signup < {CLONE_TARGET_S} s)",
         ),
+        ("ratio signup-migrate / signup-from-pool", f"{result['ratio_pool']:.2f}x"),
         ("ratio migrate / clone_template_into alone", f"{result['ratio_schema_only']:.2f}x"),
         (
             f"(c) migrate_schemas, {c['brands']} brands ({c['schemas_migrated']} schemas)",
@@ -251,12 +296,16 @@ def main(argv: list[str]) -> int:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "environment": server_facts(),
         "signup_s": summary(samples["signup"]),
+        "signup_pool_s": summary(samples["signup_pool"]),
         "clone_only_s": summary(samples["clone_only"]),
         "migrate_s": summary(samples["migrate"]),
         "password_hash_s": summary(samples["password_hash"]),
+        "signup_migrate_s": summary(samples["signup_migrate"]),
         "migrate_schemas": fleet,
     }
-    result["ratio"] = result["migrate_s"]["median"] / result["signup_s"]["median"]
+    baseline = result["signup_migrate_s"]["median"]
+    result["ratio"] = baseline / result["signup_s"]["median"]
+    result["ratio_pool"] = baseline / result["signup_pool_s"]["median"]
     result["ratio_schema_only"] = result["migrate_s"]["median"] / result["clone_only_s"]["median"]
     print(report(result))
 

@@ -140,3 +140,39 @@ def test_staff_admin_lives_on_the_public_host_only(db):
     brand_host.cookies = client.cookies
     assert brand_host.get("/admin/").status_code == 404
     assert brand_host.get("/").status_code == 302
+
+
+def test_signup_takes_a_pre_cloned_schema_from_the_pool(db, settings):
+    from tenants.services import refill_pool
+
+    assert refill_pool(2) == 2
+    pooled = list(Brand.objects.filter(kind="pool").order_by("id"))
+    assert [tables_in(p.schema_name) for p in pooled] == [
+        tables_in(settings.TENANT_BASE_SCHEMA)
+    ] * 2
+
+    brand = provision_brand(name="Pooled", slug="pooled", owner=OWNER)
+
+    assert brand.pk == pooled[0].pk  # the pool row became the brand
+    assert brand.kind == "brand"
+    assert pooled[0].schema_name not in schemas()
+    assert "brand_pooled" in schemas()
+    assert Brand.objects.filter(kind="pool").count() == 1
+    with schema_context(brand.schema_name):
+        assert User.objects.get().email == "founder@gamma.example"
+    assert refill_pool(2) == 1
+
+
+def test_failed_signup_returns_the_pooled_schema(db):
+    from tenants.services import refill_pool
+
+    refill_pool(1)
+    pooled = Brand.objects.get(kind="pool")
+    bad_owner = Owner("x" * 300 + "@example.com", "Too Long", "correct-horse-battery-staple")
+
+    with pytest.raises(Exception):  # noqa: B017 - any failure must roll everything back
+        provision_brand(name="Delta", slug="delta", owner=bad_owner)
+
+    assert Brand.objects.get(kind="pool").schema_name == pooled.schema_name
+    assert pooled.schema_name in schemas()
+    assert "brand_delta" not in schemas()

@@ -48,7 +48,9 @@ def brand_schemas() -> set[str]:
 def committed(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         yield
-        for brand in Brand.objects.filter(slug__startswith="race"):
+        for brand in Brand.objects.filter(slug__startswith="race") | Brand.objects.filter(
+            kind="pool"
+        ):
             brand.delete(force_drop=True)
         assert brand_schemas() == set()
 
@@ -66,3 +68,14 @@ def test_different_slugs_provision_in_parallel(committed):
 
     assert sorted(results) == ["brand_race_one", "brand_race_three", "brand_race_two"]
     assert brand_schemas() == {"brand_race_one", "brand_race_two", "brand_race_three"}
+
+
+def test_concurrent_signups_share_the_pool_and_fall_back_to_cloning(committed):
+    from tenants.services import refill_pool
+
+    refill_pool(2)
+    results = race(["race-a", "race-b", "race-c"])
+
+    assert sorted(results) == ["brand_race_a", "brand_race_b", "brand_race_c"]
+    assert Brand.objects.filter(kind="pool").count() == 0
+    assert brand_schemas() == {"brand_race_a", "brand_race_b", "brand_race_c"}

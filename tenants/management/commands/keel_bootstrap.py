@@ -14,6 +14,7 @@ from tenants.services import (
     ensure_public_tenant,
     ensure_template_schema,
     provision_brand,
+    refill_pool,
 )
 
 DEMO_EMAIL = "owner@demo.example"
@@ -26,8 +27,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--demo", action="store_true", help="Also create the demo brand.")
         parser.add_argument("--skip-migrate", action="store_true")
+        parser.add_argument(
+            "--pool", type=int, default=None, help="Pre-cloned schemas to keep (default: setting)"
+        )
 
-    def handle(self, *args, demo: bool, skip_migrate: bool, verbosity: int, **options):
+    def handle(
+        self, *args, demo: bool, skip_migrate: bool, pool: int | None, verbosity: int, **options
+    ):
         if not skip_migrate:
             call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
         ensure_public_tenant()
@@ -35,6 +41,9 @@ class Command(BaseCommand):
         if not skip_migrate:
             # Brands (and the template) created before this deploy catch up here.
             call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
+        made = refill_pool(pool)
+        if made and verbosity:
+            self.stdout.write(f"Pre-cloned {made} schema(s) for fast signups.")
         if demo:
             brand = Brand.objects.filter(slug="demo").first()
             if brand is None:
