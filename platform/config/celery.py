@@ -34,6 +34,11 @@ app.conf.beat_schedule = {
         "schedule": 60 * 60,
         "args": ("accounts.cleanup_expired",),
     },
+    "inventory-expire-reservations": {
+        "task": "workers.fan_out",
+        "schedule": 60,
+        "args": ("inventory.expire_reservations",),
+    },
     "tenants-refill-pool": {
         "task": "tenants.refill_schema_pool",
         "schedule": 5 * 60,
