@@ -99,40 +99,34 @@ def owner_b(brand_b):
         return User.objects.get(email="owner@beta.example")
 
 
-# Tables a committed (non-rolled-back) test may fill in brand alpha; see committed_alpha.
-STOCK_TABLES = [
-    "inventory_stockevent",
-    "inventory_stockmovement",
-    "inventory_reservation",
-    "inventory_stockbalance",
-    "inventory_transferline",
-    "inventory_transfer",
-    "inventory_countline",
-    "inventory_cyclecount",
-    "inventory_warehouse",
-    "catalog_bundlecomponent",
-    "catalog_listingmapping",
-    "catalog_unmappedlisting",
-    "catalog_sku",
-    "catalog_product",
-    "audit_activityentry",
-]
+# Business data that tests committing from threads create; people, sessions, the
+# activity log and migration history are left as provisioning wrote them.
+BUSINESS_APPS = ("catalog_", "inventory_", "orders_", "idempotency_")
+
+
+@pytest.fixture
+def in_alpha(brand_a):
+    """Run the test body inside brand alpha's schema (rolled back afterwards)."""
+    with schema_context(brand_a.schema_name):
+        yield brand_a
 
 
 @pytest.fixture
 def committed_alpha(django_db_setup, django_db_blocker):
-    """For tests whose threads need committed rows: alpha's stock tables are emptied after.
-
-    Truncating restores the state every other test expects (no catalog or stock rows; the
-    activity log keeps only what provisioning wrote, which tests don't rely on).
-    """
+    """For tests whose threads need committed rows: alpha's business tables are emptied
+    after, restoring the state every other test expects."""
     with django_db_blocker.unblock():
         with schema_context("brand_alpha"):
             yield
         with connection.cursor() as cursor:
             cursor.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'brand_alpha' AND table_type = 'BASE TABLE'"
+            )
+            tables = [t for (t,) in cursor.fetchall() if t.startswith(BUSINESS_APPS)]
+            cursor.execute(
                 "TRUNCATE "
-                + ", ".join(f"brand_alpha.{t}" for t in STOCK_TABLES[:-1])
+                + ", ".join(f"brand_alpha.{t}" for t in sorted(tables))
                 + " RESTART IDENTITY CASCADE"
             )
         connection.set_schema_to_public()

@@ -2,16 +2,30 @@
 
 Error body (always):
     {"error": {"code": "<machine code>", "message": "<human text>",
-               "fields": {"<field>": [{"code": ..., "message": ...}]}, "request_id": "..."}}
+               "fields": {"<field>": [{"code": ..., "message": ...}]},
+               "details": {...}, "request_id": "..."}}
+`details` carries the facts a service error names (e.g. insufficient_stock: sku, warehouse,
+status, available, requested).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from django.http import Http404
-from rest_framework import exceptions, pagination, status, throttling
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiFilterExtension
+from drf_spectacular.plumbing import build_parameter_type
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import exceptions, filters, pagination, serializers, status, throttling
+from rest_framework.fields import get_error_detail
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from audit.context import current_request_id
 
@@ -22,23 +36,52 @@ class CursorPagination(pagination.CursorPagination):
     max_page_size = 200
 
 
-def _field_errors(detail) -> dict:
-    out: dict = {}
-    for field, errors in detail.items():
-        items = errors if isinstance(errors, list) else [errors]
-        out[field] = [
-            {"code": getattr(e, "code", "invalid"), "message": str(e)}
-            if not isinstance(e, dict)
-            else _field_errors(e)
-            for e in items
-        ]
+def _field_errors(detail: dict) -> dict[str, list[dict]]:
+    """Flatten DRF's error tree into {"path": [{"code", "message"}]}.
+
+    Nested input gets dotted paths ("lines.0.quantity"), so every value has the same
+    shape however deep the field; a nested list's own errors (e.g. empty) sit on its path.
+    """
+    out: dict[str, list[dict]] = {}
+
+    def add(path: str, errors) -> None:
+        if isinstance(errors, dict):
+            for key, value in errors.items():
+                if key == api_settings.NON_FIELD_ERRORS_KEY and path:
+                    add(path, value)
+                else:
+                    add(f"{path}.{key}" if path else str(key), value)
+        elif isinstance(errors, list) and any(isinstance(e, (dict, list)) for e in errors):
+            for index, value in enumerate(errors):
+                if value:
+                    add(f"{path}.{index}", value)
+        else:
+            for e in errors if isinstance(errors, list) else [errors]:
+                out.setdefault(path, []).append(
+                    {"code": getattr(e, "code", "invalid"), "message": str(e)}
+                )
+
+    add("", detail)
     return out
 
 
-def _error(code: str, message: str, http_status: int, fields: dict | None = None) -> Response:
+# Service errors that mean "the state of the world refuses this", not "your input is
+# malformed": the client may succeed later with the same request.
+CONFLICT_CODES = frozenset({"insufficient_stock"})
+
+
+def _error(
+    code: str,
+    message: str,
+    http_status: int,
+    fields: dict | None = None,
+    details: dict | None = None,
+) -> Response:
     body = {"error": {"code": code, "message": message, "request_id": current_request_id()}}
     if fields:
         body["error"]["fields"] = fields
+    if details:
+        body["error"]["details"] = details
     return Response(body, status=http_status)
 
 
@@ -51,9 +94,19 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         code = getattr(exc, "code", None) or "invalid"
         if hasattr(exc, "error_dict"):
-            exc = exceptions.ValidationError(exc.message_dict, code=code)
+            # get_error_detail keeps each field error's own code (e.g. bad_check_digit
+            # from a model validator run by full_clean); message_dict would drop them.
+            detail = get_error_detail(exc)
+            if NON_FIELD_ERRORS in detail:
+                detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
+            exc = exceptions.ValidationError(detail, code=code)
         else:
-            return _error(code, " ".join(exc.messages), status.HTTP_400_BAD_REQUEST)
+            http_status = (
+                status.HTTP_409_CONFLICT if code in CONFLICT_CODES else status.HTTP_400_BAD_REQUEST
+            )
+            # StockError carries its parameters as `details`.
+            details = getattr(exc, "details", None)
+            return _error(code, " ".join(exc.messages), http_status, details=details)
     elif isinstance(exc, DjangoPermissionDenied):
         code = getattr(exc, "code", "permission_denied")
         return _error(code, str(exc) or "Permission denied.", status.HTTP_403_FORBIDDEN)
@@ -106,3 +159,104 @@ class PrincipalRateThrottle(throttling.SimpleRateThrottle):
         else:
             ident = f"anon:{self.get_ident(request)}"
         return f"throttle:{self.scope}:{ident}"
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Documents `Authorization: Api-Key <key>` so the schema names how to authenticate."""
+
+    target_class = "accounts.api_auth.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema) -> dict:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <key>` (or `Bearer <key>`).",
+        }
+
+
+# --- Filters -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryFilter:
+    """One list filter: a DRF field parses and documents the query parameter, `apply`
+    narrows the queryset with the parsed value."""
+
+    field: serializers.Field
+    apply: Callable[[QuerySet, Any], QuerySet]
+    description: str = ""
+
+
+class QueryParamFilter(filters.BaseFilterBackend):
+    """Applies a list view's `query_filters` ({param: QueryFilter}).
+
+    A malformed value is a 400 naming the parameter, never silently ignored: a client
+    asking for `warehouse=abc` must not receive every warehouse's rows.
+    """
+
+    def filter_queryset(self, request, queryset: QuerySet, view) -> QuerySet:
+        if getattr(view, "action", "list") != "list":
+            return queryset
+        errors: dict = {}
+        for name, spec in getattr(view, "query_filters", {}).items():
+            raw = request.query_params.get(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                value = spec.field.run_validation(raw)
+            except exceptions.ValidationError as exc:
+                errors[name] = exc.detail
+                continue
+            queryset = spec.apply(queryset, value)
+        if errors:
+            raise exceptions.ValidationError(errors)
+        return queryset
+
+
+class QueryParamFilterScheme(OpenApiFilterExtension):
+    target_class = QueryParamFilter
+
+    def get_schema_operation_parameters(self, auto_schema, *args, **kwargs) -> list[dict]:
+        return [
+            build_parameter_type(
+                name=name,
+                schema=auto_schema._map_serializer_field(spec.field, direction="request"),
+                location=OpenApiParameter.QUERY,
+                description=spec.description,
+            )
+            for name, spec in getattr(auto_schema.view, "query_filters", {}).items()
+        ]
+
+
+# --- Schema helpers ----------------------------------------------------------------------
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(required=False, help_text="Field → [{code, message}].")
+    details = serializers.DictField(required=False)
+    request_id = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+def error_responses(*status_codes: int) -> dict[int, type[serializers.Serializer]]:
+    """`responses=` entries documenting the error body for these statuses."""
+    return dict.fromkeys(status_codes, ErrorSerializer)
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description=(
+        "Makes a retry safe: the same key with the same body within 24 h returns the first "
+        "response again (header `Idempotent-Replayed: true`) instead of acting twice; with a "
+        "different body it is refused with 422 `idempotency_key_reused`."
+    ),
+)

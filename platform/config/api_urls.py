@@ -3,6 +3,19 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api import ApiKeyViewSet, InvitationViewSet, UserViewSet
 from audit.api import ActivityViewSet
+from catalog.api import (
+    ListingMappingViewSet,
+    ProductViewSet,
+    SKUViewSet,
+    UnmappedListingViewSet,
+)
+from inventory.api import (
+    MovementViewSet,
+    ReservationViewSet,
+    StockLevelViewSet,
+    TransferViewSet,
+    WarehouseViewSet,
+)
 from tenants.api import BrandProfileView
 
 router = DefaultRouter(trailing_slash=True)
@@ -11,5 +24,14 @@ router.register("users", UserViewSet, basename="user")
 router.register("invitations", InvitationViewSet, basename="invitation")
 router.register("api-keys", ApiKeyViewSet, basename="apikey")
 router.register("activity", ActivityViewSet, basename="activity")
+router.register("products", ProductViewSet, basename="product")
+router.register("skus", SKUViewSet, basename="sku")
+router.register("listing-mappings", ListingMappingViewSet, basename="listingmapping")
+router.register("unmapped-listings", UnmappedListingViewSet, basename="unmappedlisting")
+router.register("warehouses", WarehouseViewSet, basename="warehouse")
+router.register("stock-levels", StockLevelViewSet, basename="stocklevel")
+router.register("movements", MovementViewSet, basename="movement")
+router.register("transfers", TransferViewSet, basename="transfer")
+router.register("reservations", ReservationViewSet, basename="reservation")
 
 urlpatterns = [path("brand/", BrandProfileView.as_view(), name="api_brand"), *router.urls]

@@ -94,6 +94,7 @@ TENANT_APPS = [
     "idempotency",
     "catalog",
     "inventory",
+    "orders",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -247,12 +248,20 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "Authorization"}
-        }
+    # The ApiKeyAuth security scheme comes from config.api.ApiKeyAuthenticationScheme.
+    # Several models have a `status` or `kind` with different choices; name each set so
+    # the schema's enums are stable and readable (no hash-suffixed names).
+    "ENUM_NAME_OVERRIDES": {
+        "LifecycleEnum": "catalog.models.Lifecycle",
+        "UnmappedStatusEnum": "catalog.models.UnmappedStatus",
+        "WarehouseKindEnum": "inventory.models.WarehouseKind",
+        "StockStatusEnum": "inventory.models.StockStatus",
+        "MovementKindEnum": "inventory.models.MovementKind",
+        "MovementRequestKindEnum": "inventory.api.MOVEMENT_REQUEST_KINDS",
+        "TransferStatusEnum": "inventory.models.TransferStatus",
+        "ReservationKindEnum": "inventory.models.ReservationKind",
+        "ReservationStatusEnum": "inventory.models.ReservationStatus",
     },
-    "SECURITY": [{"ApiKeyAuth": []}],
 }
 
 # --- Workers ---------------------------------------------------------------------------

@@ -1,0 +1,898 @@
+"""Order ingestion, routing, fulfillment orders and the review queue.
+
+`ingest_order` is the one entry point for connectors, the API, CSV and manual entry:
+the same (channel, external id) never makes a second order, and channel updates apply
+in the order of the channel's update time (an older update is logged and ignored).
+
+Routing runs in the same transaction as the order: facts are gathered, the pure engine
+in orders.routing decides, and the chosen plan becomes fulfillment orders whose lines
+reserve stock (inventory.services.reserve). A reservation that loses a race to another
+order makes the order re-route once against fresh stock, then hold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.context import current_actor
+from audit.services import record
+from catalog.models import SKU, BundleComponent
+from catalog.services import resolve_listing
+from inventory import services as stock
+from inventory.models import Warehouse
+from inventory.services import InsufficientStock, Reference, ReserveLine
+from orders import routing
+from orders.models import (
+    DecisionLayer,
+    FulfillmentLine,
+    FulfillmentOrder,
+    FulfillmentStatus,
+    HoldReason,
+    Order,
+    OrderLine,
+    OrderStatus,
+    OrderType,
+    RoutingDecision,
+    RoutingSettings,
+    Rule,
+    RuleSet,
+    RuleSetStatus,
+    ServiceLevel,
+    ShipType,
+)
+
+log = logging.getLogger(__name__)
+
+OPEN_FULFILLMENT = (FulfillmentStatus.OPEN, FulfillmentStatus.SENT)
+ROUTABLE = (OrderStatus.RECEIVED, OrderStatus.HELD)
+
+
+# --- Input -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineInput:
+    external_line_id: str
+    external_sku: str
+    quantity: int
+    unit_price: Decimal
+    title: str = ""
+    external_listing_id: str = ""
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    """A channel-neutral order, as connectors, the API and CSV hand it over."""
+
+    channel: str
+    external_id: str
+    placed_at: datetime
+    updated_at: datetime
+    currency: str
+    lines: Sequence[LineInput]
+    status: str = "open"  # open | cancelled
+    order_type: str = OrderType.DTC
+    service_level: str = ServiceLevel.STANDARD
+    customer_name: str = ""
+    customer_email: str = ""
+    ship_name: str = ""
+    ship_company: str = ""
+    ship_line1: str = ""
+    ship_line2: str = ""
+    ship_city: str = ""
+    ship_state: str = ""
+    ship_postal_code: str = ""
+    ship_country: str = ""
+    ship_phone: str = ""
+    is_gift: bool = False
+    is_vip: bool = False
+    is_repeat_customer: bool = False
+    fraud_flag: bool = False
+    note: str = ""
+    total: Decimal | None = None
+
+
+HEADER_FIELDS = [
+    "order_type",
+    "service_level",
+    "customer_name",
+    "customer_email",
+    "ship_name",
+    "ship_company",
+    "ship_line1",
+    "ship_line2",
+    "ship_city",
+    "ship_state",
+    "ship_postal_code",
+    "ship_country",
+    "ship_phone",
+    "is_gift",
+    "is_vip",
+    "is_repeat_customer",
+    "fraud_flag",
+    "note",
+    "currency",
+]
+
+
+@dataclass
+class IngestResult:
+    order: Order
+    created: bool
+    applied: bool  # False for a stale or identical update
+    messages: list[str] = field(default_factory=list)
+
+
+def _validate(data: OrderInput) -> None:
+    errors = {}
+    if not data.channel or not data.external_id:
+        errors["external_id"] = "Channel and external id are required."
+    if not data.lines:
+        errors["lines"] = "An order needs at least one line."
+    ids = [line.external_line_id for line in data.lines]
+    if len(set(ids)) != len(ids):
+        errors["lines"] = "Line ids repeat."
+    if any(line.quantity < 1 for line in data.lines):
+        errors["lines"] = "Line quantities are whole numbers above zero."
+    if data.order_type not in OrderType.values:
+        errors["order_type"] = "Unknown order type."
+    if data.service_level not in ServiceLevel.values:
+        errors["service_level"] = "Unknown service level."
+    if len(data.currency) != 3:
+        errors["currency"] = "Use an ISO 4217 code."
+    if timezone.is_naive(data.placed_at) or timezone.is_naive(data.updated_at):
+        errors["placed_at"] = "Times must carry a timezone."
+    if errors:
+        raise ValidationError(errors, code="invalid_order")
+
+
+def _address_problem(order: Order) -> str:
+    if len(order.ship_country) != 2:
+        return "Ship-to country is missing."
+    if not order.ship_line1 or not order.ship_city:
+        return "Ship-to street or city is missing."
+    if not order.ship_postal_code:
+        return "Ship-to postal code is missing."
+    if order.ship_country.upper() == "US" and order.ship_state.upper() not in (
+        routing.US_STATE_CENTROIDS
+    ):
+        return f"“{order.ship_state}” is not a US state code."
+    return ""
+
+
+def ingest_order(data: OrderInput) -> IngestResult:
+    """Create or update an order from its channel, then route it if it is new or changed."""
+    _validate(data)
+    with transaction.atomic():
+        order = (
+            Order.objects.select_for_update()
+            .filter(channel=data.channel, external_id=data.external_id)
+            .first()
+        )
+        if order is None:
+            try:
+                with transaction.atomic():
+                    order = _create(data)
+            except IntegrityError:
+                # A concurrent twin created it first: apply ours as an update.
+                order = Order.objects.select_for_update().get(
+                    channel=data.channel, external_id=data.external_id
+                )
+            else:
+                _route_new(order)
+                return IngestResult(order, created=True, applied=True)
+        return _update(order, data)
+
+
+def _create(data: OrderInput) -> Order:
+    total = data.total
+    if total is None:
+        total = sum((line.unit_price * line.quantity for line in data.lines), Decimal("0"))
+    order = Order.objects.create(
+        channel=data.channel,
+        external_id=data.external_id,
+        placed_at=data.placed_at,
+        channel_updated_at=data.updated_at,
+        total=total,
+        **{f: getattr(data, f) for f in HEADER_FIELDS},
+    )
+    OrderLine.objects.bulk_create(
+        [
+            OrderLine(
+                order=order,
+                external_line_id=line.external_line_id,
+                external_sku=line.external_sku,
+                external_listing_id=line.external_listing_id,
+                title=line.title[:255],
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+            )
+            for line in data.lines
+        ]
+    )
+    record(
+        "order.received", obj=order, changes={"channel": order.channel, "lines": len(data.lines)}
+    )
+    if data.status == "cancelled":
+        _cancel(order, "Cancelled on the channel before Keel saw it.")
+    return order
+
+
+def _update(order: Order, data: OrderInput) -> IngestResult:
+    if data.updated_at <= order.channel_updated_at:
+        record(
+            "order.stale_update_ignored",
+            obj=order,
+            changes={
+                "update_at": data.updated_at.isoformat(),
+                "current": order.channel_updated_at.isoformat(),
+            },
+        )
+        return IngestResult(
+            order, created=False, applied=False, messages=["Older or repeated update ignored."]
+        )
+    order.channel_updated_at = data.updated_at
+    if order.status == OrderStatus.CANCELLED:
+        order.save(update_fields=["channel_updated_at", "updated_at"])
+        return IngestResult(
+            order, created=False, applied=False, messages=["Order is cancelled; update ignored."]
+        )
+    if data.status == "cancelled":
+        order.save(update_fields=["channel_updated_at", "updated_at"])
+        _cancel(order, "Cancelled on the channel.")
+        return IngestResult(order, created=False, applied=True)
+
+    changes = {}
+    for name in HEADER_FIELDS:
+        if getattr(order, name) != getattr(data, name):
+            changes[name] = [getattr(order, name), getattr(data, name)]
+            setattr(order, name, getattr(data, name))
+    old_lines = {(ln.external_line_id, ln.external_sku, ln.quantity) for ln in order.lines.all()}
+    new_lines = {(ln.external_line_id, ln.external_sku, ln.quantity) for ln in data.lines}
+    lines_changed = old_lines != new_lines
+    if data.total is not None:
+        order.total = data.total
+    order.save()
+    if lines_changed:
+        if order.fulfillments.filter(status=FulfillmentStatus.SHIPPED).exists():
+            record("order.update_after_shipment", obj=order, changes={"lines": "changed"})
+            return IngestResult(
+                order,
+                created=False,
+                applied=False,
+                messages=["Lines changed after shipment; needs a person."],
+            )
+        _release_open_fulfillments(order, "Lines changed on the channel.")
+        order.lines.all().delete()
+        OrderLine.objects.bulk_create(
+            [
+                OrderLine(
+                    order=order,
+                    external_line_id=ln.external_line_id,
+                    external_sku=ln.external_sku,
+                    external_listing_id=ln.external_listing_id,
+                    title=ln.title[:255],
+                    quantity=ln.quantity,
+                    unit_price=ln.unit_price,
+                )
+                for ln in data.lines
+            ]
+        )
+        changes["lines"] = [sorted(map(list, old_lines)), sorted(map(list, new_lines))]
+    logged = {k: [str(a), str(b)] for k, (a, b) in changes.items() if k != "lines"}
+    if lines_changed:
+        logged["lines"] = changes["lines"]
+    record("order.updated", obj=order, changes=logged)
+    routing_relevant = lines_changed or any(
+        k.startswith("ship_") or k in ("order_type", "service_level", "fraud_flag") for k in changes
+    )
+    if routing_relevant and order.status in (*ROUTABLE, OrderStatus.ROUTED):
+        if order.status == OrderStatus.ROUTED and not lines_changed:
+            _release_open_fulfillments(order, "Ship-to or service changed on the channel.")
+        _set_status(order, OrderStatus.RECEIVED)
+        _route_new(order)
+    return IngestResult(order, created=False, applied=True)
+
+
+# --- Routing ---------------------------------------------------------------------------
+
+
+def _settings() -> RoutingSettings:
+    obj = RoutingSettings.objects.first()
+    return obj or RoutingSettings.objects.create()
+
+
+def published_rules() -> tuple[int | None, list[routing.RuleInfo]]:
+    rule_set = RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED).first()
+    if rule_set is None:
+        return None, []
+    return rule_set.version, rules_of(rule_set)
+
+
+def rules_of(rule_set: RuleSet) -> list[routing.RuleInfo]:
+    return [
+        routing.RuleInfo(r.pk, r.name, r.position, r.conditions, r.actions)
+        for r in rule_set.rules.filter(is_active=True)
+    ]
+
+
+def warehouse_infos() -> list[routing.WarehouseInfo]:
+    return [
+        routing.WarehouseInfo(
+            id=w.pk,
+            code=w.code,
+            country=w.country,
+            state=w.state,
+            lat=float(w.latitude) if w.latitude is not None else None,
+            lon=float(w.longitude) if w.longitude is not None else None,
+            capabilities=frozenset(w.capabilities),
+            priority=w.priority,
+            cutoff=(w.cutoff_time.hour, w.cutoff_time.minute) if w.cutoff_time else None,
+            timezone=w.timezone,
+        )
+        for w in Warehouse.objects.filter(is_active=True)
+    ]
+
+
+def order_facts(
+    order: Order, lines: list[OrderLine], now: datetime | None = None
+) -> routing.OrderFacts:
+    skus = {s.pk: s for s in SKU.objects.filter(pk__in=[ln.sku_id for ln in lines])}
+    components: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for bc in BundleComponent.objects.filter(
+        bundle_id__in=[s for s, o in skus.items() if o.is_bundle]
+    ):
+        components[bc.bundle_id].append((bc.component_id, bc.quantity))
+    infos = []
+    for ln in lines:
+        sku = skus[ln.sku_id]
+        infos.append(
+            routing.LineInfo(
+                line_id=ln.pk,
+                sku_id=sku.pk,
+                quantity=ln.quantity,
+                tags=frozenset(sku.tags),
+                weight_g=float(sku.weight_grams or 0),
+                hazmat=sku.is_hazmat,
+                components=tuple(sorted(components[sku.pk])),
+            )
+        )
+    return routing.OrderFacts(
+        channel=order.channel,
+        order_type=order.order_type,
+        service_level=order.service_level,
+        country=order.ship_country,
+        state=order.ship_state,
+        postal_code=order.ship_postal_code,
+        value=order.total,
+        lines=tuple(infos),
+        now=now or timezone.now(),
+    )
+
+
+def _weights(cfg: RoutingSettings) -> routing.Weights:
+    return routing.Weights(
+        distance=float(cfg.weight_distance),
+        cover=float(cfg.weight_cover),
+        cutoff=float(cfg.weight_cutoff),
+        packages=float(cfg.weight_packages),
+    )
+
+
+def _atp_for(facts: routing.OrderFacts) -> dict[tuple[int, int], int]:
+    skus = {sku for line in facts.lines for sku in line.needs()}
+    return stock.available_to_promise(sku_ids=skus)
+
+
+def _hold(
+    order: Order,
+    reason: str,
+    detail: str,
+    *,
+    decision_layer: str = DecisionLayer.HOLD,
+    inputs: dict | None = None,
+    **decision_fields,
+) -> None:
+    order.status = OrderStatus.HELD
+    order.hold_reason = reason
+    order.hold_detail = detail[:500]
+    order.save(update_fields=["status", "hold_reason", "hold_detail", "updated_at"])
+    RoutingDecision.objects.create(
+        order=order,
+        layer=decision_layer,
+        inputs=inputs or {},
+        explanation=detail,
+        actor_label=current_actor().label[:200],
+        **decision_fields,
+    )
+    record("order.held", obj=order, changes={"reason": reason, "detail": detail})
+
+
+def _set_status(order: Order, status: str) -> None:
+    order.status = status
+    order.hold_reason = "" if status != OrderStatus.HELD else order.hold_reason
+    order.hold_detail = "" if status != OrderStatus.HELD else order.hold_detail
+    order.save(update_fields=["status", "hold_reason", "hold_detail", "updated_at"])
+
+
+def _map_lines(order: Order) -> list[OrderLine]:
+    lines = list(order.lines.all())
+    unmapped = []
+    for line in lines:
+        if line.sku_id is None:
+            sku = resolve_listing(
+                channel=order.channel,
+                external_sku=line.external_sku,
+                external_listing_id=line.external_listing_id,
+                title=line.title,
+                waiting={"kind": "order", "id": order.pk},
+            )
+            if sku is not None:
+                line.sku = sku
+                line.save(update_fields=["sku"])
+            else:
+                unmapped.append(line.external_sku)
+    if unmapped:
+        _hold(
+            order,
+            HoldReason.UNMAPPED_SKU,
+            f"No SKU is mapped to {', '.join(sorted(set(unmapped)))} on {order.channel}.",
+        )
+        return []
+    return lines
+
+
+def _route_new(order: Order, *, exclude: frozenset[int] = frozenset()) -> None:
+    """Route a received/held order end to end, or hold it with a reason."""
+    if order.fraud_flag:
+        _hold(order, HoldReason.FRAUD, "The channel flagged this order as possible fraud.")
+        return
+    lines = _map_lines(order)
+    if not lines:
+        return
+    problem = _address_problem(order)
+    if problem:
+        _hold(order, HoldReason.INVALID_ADDRESS, problem)
+        return
+    for attempt in range(2):
+        facts = order_facts(order, lines)
+        atp = _atp_for(facts)
+        version, rules = published_rules()
+        cfg = _settings()
+        decision = routing.decide(
+            facts,
+            warehouses=warehouse_infos(),
+            atp=atp,
+            rules=rules,
+            threshold=float(cfg.confidence_threshold),
+            weights=_weights(cfg),
+            exclude=exclude,
+        )
+        inputs = _inputs(facts, atp, version, exclude)
+        if decision.layer == "hold":
+            _hold(order, decision.hold_reason, decision.explanation, inputs=inputs)
+            return
+        if decision.layer == "review":
+            _hold(
+                order,
+                HoldReason.AWAITING_REVIEW,
+                decision.explanation,
+                decision_layer=DecisionLayer.REVIEW,
+                inputs=inputs,
+                candidates=decision.candidates,
+                confidence=decision.confidence,
+                rule_set_version=version,
+                rule_name=decision.rule.name if decision.rule else "",
+            )
+            return
+        record_ = RoutingDecision(
+            order=order,
+            layer=decision.layer,
+            rule_set_version=version,
+            rule_name=decision.rule.name if decision.rule else "",
+            inputs=inputs,
+            candidates=decision.candidates,
+            chosen=decision.plan.as_json({w.id: w.code for w in warehouse_infos()}),
+            confidence=decision.confidence,
+            explanation=decision.explanation,
+            actor_label=current_actor().label[:200],
+        )
+        try:
+            with transaction.atomic():
+                record_.save()
+                _fulfill_plan(order, lines, decision.plan, decision.ship_type, record_)
+        except InsufficientStock as exc:
+            # Another order took the stock between our read and our lock: try once more
+            # against fresh numbers, then hold.
+            if attempt == 0:
+                continue
+            _hold(order, HoldReason.INSUFFICIENT_STOCK, str(exc.messages[0]), inputs=inputs)
+            return
+        _set_status(order, OrderStatus.ROUTED)
+        record(
+            "order.routed",
+            obj=order,
+            changes={
+                "layer": decision.layer,
+                "plan": record_.chosen,
+                "confidence": decision.confidence,
+            },
+        )
+        return
+
+
+def _inputs(
+    facts: routing.OrderFacts, atp: dict, version: int | None, exclude: frozenset[int]
+) -> dict:
+    return {
+        "ship_to": [facts.country, facts.state, facts.postal_code],
+        "channel": facts.channel,
+        "order_type": facts.order_type,
+        "service_level": facts.service_level,
+        "value": str(facts.value),
+        "weight_kg": round(facts.weight_kg, 3),
+        "lines": [[ln.line_id, ln.sku_id, ln.quantity] for ln in facts.lines],
+        "stock": sorted([s, w, q] for (s, w), q in atp.items()),
+        "rule_set_version": version,
+        "excluded_warehouses": sorted(exclude),
+        "at": facts.now.isoformat(),
+    }
+
+
+def _fulfill_plan(
+    order: Order,
+    lines: list[OrderLine],
+    plan: routing.Plan,
+    ship_type: str | None,
+    decision: RoutingDecision,
+) -> list[FulfillmentOrder]:
+    by_id = {ln.pk: ln for ln in lines}
+    warehouses = Warehouse.objects.in_bulk([w for w, _ in plan.allocations])
+    skus = SKU.objects.in_bulk([ln.sku_id for ln in lines])
+    cfg = _settings()
+    created = []
+    for wh_id, line_ids in plan.allocations:
+        fo_lines = [by_id[i] for i in line_ids]
+        fo = FulfillmentOrder.objects.create(
+            order=order,
+            warehouse=warehouses[wh_id],
+            decision=decision,
+            ship_type=ship_type or _ship_type(fo_lines, skus, cfg),
+        )
+        FulfillmentLine.objects.bulk_create(
+            [
+                FulfillmentLine(
+                    fulfillment=fo, order_line=ln, sku_id=ln.sku_id, quantity=ln.quantity
+                )
+                for ln in fo_lines
+            ]
+        )
+        stock.reserve(
+            lines=[ReserveLine(skus[ln.sku_id], warehouses[wh_id], ln.quantity) for ln in fo_lines],
+            kind="order_line",
+            reference=Reference(*fo.reservation_reference),
+        )
+        created.append(fo)
+    return created
+
+
+def _ship_type(lines: list[OrderLine], skus: dict[int, SKU], cfg: RoutingSettings) -> str:
+    grams = sum(float(skus[ln.sku_id].weight_grams or 0) * ln.quantity for ln in lines)
+    units = sum(ln.quantity for ln in lines)
+    if grams / 1000 >= float(cfg.ltl_weight_kg) or units >= cfg.ltl_units:
+        return ShipType.LTL
+    return ShipType.PARCEL
+
+
+# --- People and warehouses acting on orders --------------------------------------------
+
+
+def _cancel(order: Order, reason: str) -> None:
+    _release_open_fulfillments(order, reason)
+    order.status = OrderStatus.CANCELLED
+    order.hold_reason = ""
+    order.hold_detail = ""
+    order.save(update_fields=["status", "hold_reason", "hold_detail", "updated_at"])
+    record("order.cancelled", obj=order, changes={"reason": reason})
+
+
+def cancel_order(order: Order, *, reason: str = "Cancelled by a person.") -> Order:
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.status == OrderStatus.CANCELLED:
+            return order
+        if order.fulfillments.filter(status=FulfillmentStatus.SHIPPED).exists():
+            raise ValidationError(
+                "Part of this order has shipped; it cannot be cancelled.", code="already_shipped"
+            )
+        _cancel(order, reason)
+    return order
+
+
+def _release_open_fulfillments(order: Order, reason: str) -> None:
+    for fo in order.fulfillments.filter(status__in=OPEN_FULFILLMENT):
+        stock.release(reference=Reference(*fo.reservation_reference))
+        fo.status = FulfillmentStatus.CANCELLED
+        fo.closed_at = timezone.now()
+        fo.save(update_fields=["status", "closed_at"])
+        record("fulfillment.cancelled", obj=fo, changes={"reason": reason})
+
+
+def route_held_order(order: Order) -> Order:
+    """Try routing a held order again (after stock arrived, a mapping, an address fix)."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.status != OrderStatus.HELD:
+            raise ValidationError("Only held orders are routed again.", code="not_held")
+        _set_status(order, OrderStatus.RECEIVED)
+        _route_new(order)
+    return order
+
+
+def reprocess_held_order(entry: dict, sku: SKU) -> None:
+    """catalog.services reprocessor: a listing this order waited for is now mapped."""
+    order = Order.objects.filter(
+        pk=entry.get("id"), status=OrderStatus.HELD, hold_reason=HoldReason.UNMAPPED_SKU
+    ).first()
+    if order is not None:
+        route_held_order(order)
+
+
+def choose_plan(order: Order, *, allocations: dict[str, list[int]], actor, note: str = "") -> Order:
+    """A person routes a held order: warehouse code → order line ids (all lines, once)."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.status != OrderStatus.HELD:
+            raise ValidationError("This order is not waiting for a decision.", code="not_held")
+        lines = _map_lines_for_choice(order)
+        codes = {w.code: w for w in Warehouse.objects.filter(is_active=True)}
+        unknown = set(allocations) - set(codes)
+        if unknown:
+            raise ValidationError(
+                f"Unknown warehouse {', '.join(sorted(unknown))}.", code="unknown_warehouse"
+            )
+        chosen = [i for ids in allocations.values() for i in ids]
+        if sorted(chosen) != sorted(ln.pk for ln in lines):
+            raise ValidationError(
+                "Give every order line to exactly one warehouse.", code="lines_not_covered"
+            )
+        plan = routing.Plan(
+            tuple(
+                sorted((codes[c].pk, tuple(sorted(ids))) for c, ids in allocations.items() if ids)
+            )
+        )
+        decision = RoutingDecision.objects.create(
+            order=order,
+            layer=DecisionLayer.MANUAL,
+            chosen=allocations,
+            inputs={"previous_hold": order.hold_reason},
+            explanation=f"{actor} chose {' + '.join(sorted(allocations))}."
+            + (f" Note: {note}" if note else ""),
+            actor_label=current_actor().label[:200],
+        )
+        _fulfill_plan(order, lines, plan, None, decision)
+        _set_status(order, OrderStatus.ROUTED)
+        record("order.routed", obj=order, changes={"layer": "manual", "plan": allocations})
+    return order
+
+
+def _map_lines_for_choice(order: Order) -> list[OrderLine]:
+    lines = list(order.lines.all())
+    missing = [ln.external_sku for ln in lines if ln.sku_id is None]
+    if missing:
+        raise ValidationError(f"Map {', '.join(missing)} to a SKU first.", code="unmapped_sku")
+    return lines
+
+
+def reject_fulfillment(fo: FulfillmentOrder, *, reason: str) -> Order:
+    """A warehouse cannot ship this: release it and re-route the lines elsewhere."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=fo.order_id)
+        fo = FulfillmentOrder.objects.select_for_update().get(pk=fo.pk)
+        if fo.status not in OPEN_FULFILLMENT:
+            raise ValidationError("This fulfillment order is closed.", code="closed")
+        stock.release(reference=Reference(*fo.reservation_reference))
+        fo.status = FulfillmentStatus.REJECTED
+        fo.closed_at = timezone.now()
+        fo.save(update_fields=["status", "closed_at"])
+        record("fulfillment.rejected", obj=fo, changes={"reason": reason})
+        # Re-route only the rejected lines, away from that warehouse.
+        others = order.fulfillments.filter(status__in=OPEN_FULFILLMENT)
+        for other in others:
+            stock.release(reference=Reference(*other.reservation_reference))
+            other.status = FulfillmentStatus.CANCELLED
+            other.closed_at = timezone.now()
+            other.save(update_fields=["status", "closed_at"])
+        RoutingDecision.objects.create(
+            order=order,
+            layer=DecisionLayer.REROUTE,
+            inputs={"rejected_by": fo.warehouse.code},
+            explanation=f"{fo.warehouse.code} rejected its part ({reason}); re-routing without it.",
+            actor_label=current_actor().label[:200],
+        )
+        _set_status(order, OrderStatus.RECEIVED)
+        _route_new(order, exclude=frozenset({fo.warehouse_id}))
+    return order
+
+
+def mark_shipped(
+    fo: FulfillmentOrder, *, tracking_number: str = "", carrier: str = ""
+) -> FulfillmentOrder:
+    """Stock leaves the warehouse: reservations are consumed, the order progresses."""
+    with transaction.atomic():
+        fo = FulfillmentOrder.objects.select_for_update().get(pk=fo.pk)
+        if fo.status == FulfillmentStatus.SHIPPED:
+            return fo
+        if fo.status not in OPEN_FULFILLMENT:
+            raise ValidationError("This fulfillment order is closed.", code="closed")
+        stock.consume(reference=Reference(*fo.reservation_reference))
+        fo.status = FulfillmentStatus.SHIPPED
+        fo.tracking_number, fo.carrier = tracking_number, carrier
+        fo.closed_at = timezone.now()
+        fo.save(update_fields=["status", "tracking_number", "carrier", "closed_at"])
+        record(
+            "fulfillment.shipped", obj=fo, changes={"tracking": tracking_number, "carrier": carrier}
+        )
+        order = Order.objects.select_for_update().get(pk=fo.order_id)
+        open_left = order.fulfillments.filter(status__in=OPEN_FULFILLMENT).exists()
+        _set_status(order, OrderStatus.PARTIALLY_FULFILLED if open_left else OrderStatus.FULFILLED)
+    return fo
+
+
+# --- Rules -----------------------------------------------------------------------------
+
+
+def draft_rule_set(*, actor, rules: Sequence[dict], note: str = "") -> RuleSet:
+    """A new draft version holding `rules` ([{name, conditions, actions}], in order)."""
+    codes = set(Warehouse.objects.values_list("code", flat=True))
+    errors = {}
+    for i, rule in enumerate(rules, start=1):
+        problems = routing.validate_rule(rule.get("conditions", {}), rule.get("actions", {}), codes)
+        if not rule.get("name"):
+            problems.append("A rule needs a name.")
+        if problems:
+            errors[f"rule {i}"] = problems
+    if errors:
+        raise ValidationError(errors, code="invalid_rules")
+    with transaction.atomic():
+        last = RuleSet.objects.select_for_update().order_by("-version").first()
+        rule_set = RuleSet.objects.create(
+            version=(last.version + 1) if last else 1,
+            note=note,
+            created_by=actor
+            if getattr(actor, "is_authenticated", False) and hasattr(actor, "email")
+            else None,
+        )
+        Rule.objects.bulk_create(
+            [
+                Rule(
+                    rule_set=rule_set,
+                    position=i,
+                    name=r["name"],
+                    conditions=r.get("conditions", {}),
+                    actions=r.get("actions", {}),
+                    is_active=r.get("is_active", True),
+                )
+                for i, r in enumerate(rules, start=1)
+            ]
+        )
+        record("rules.drafted", obj=rule_set, changes={"rules": len(rules)})
+    return rule_set
+
+
+def publish_rule_set(rule_set: RuleSet) -> RuleSet:
+    with transaction.atomic():
+        rule_set = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+        if rule_set.status != RuleSetStatus.DRAFT:
+            raise ValidationError("Only a draft can be published.", code="not_draft")
+        RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED).update(status=RuleSetStatus.ARCHIVED)
+        rule_set.status = RuleSetStatus.PUBLISHED
+        rule_set.published_at = timezone.now()
+        rule_set.save(update_fields=["status", "published_at"])
+        record("rules.published", obj=rule_set, changes={"version": rule_set.version})
+    return rule_set
+
+
+@dataclass
+class SimulationRow:
+    order_id: int
+    external_id: str
+    current: str
+    proposed: str
+    explanation: str
+
+    @property
+    def changed(self) -> bool:
+        return self.current != self.proposed
+
+
+def simulate(rule_set: RuleSet, *, last: int = 500) -> list[SimulationRow]:
+    """What `rule_set` would decide for the last N routable orders vs the published rules.
+
+    Uses today's stock and warehouses for both sides, so differences come from the rules.
+    """
+    _, current_rules = published_rules()
+    proposed_rules = rules_of(rule_set)
+    cfg = _settings()
+    whs = warehouse_infos()
+    codes = {w.id: w.code for w in whs}
+    orders = list(
+        Order.objects.exclude(status=OrderStatus.CANCELLED)
+        .order_by("-placed_at")
+        .prefetch_related("lines")[:last]
+    )
+    lines_by_order = {o.pk: [ln for ln in o.lines.all() if ln.sku_id] for o in orders}
+    all_skus = {ln.sku_id for ls in lines_by_order.values() for ln in ls}
+    atp = stock.available_to_promise(sku_ids=all_skus) if all_skus else {}
+    # Components of bundles too.
+    comp = set(
+        BundleComponent.objects.filter(bundle_id__in=all_skus).values_list(
+            "component_id", flat=True
+        )
+    )
+    if comp:
+        atp.update(stock.available_to_promise(sku_ids=comp))
+    now = timezone.now()
+    rows = []
+    for order in orders:
+        lines = lines_by_order[order.pk]
+        if not lines or len(lines) != order.lines.count():
+            continue
+        facts = order_facts(order, lines, now=now)
+        decisions = [
+            routing.decide(
+                facts,
+                warehouses=whs,
+                atp=atp,
+                rules=r,
+                threshold=float(cfg.confidence_threshold),
+                weights=_weights(cfg),
+            )
+            for r in (current_rules, proposed_rules)
+        ]
+        current, proposed = (_summary(d, codes) for d in decisions)
+        rows.append(
+            SimulationRow(order.pk, order.external_id, current, proposed, decisions[1].explanation)
+        )
+    return rows
+
+
+def _summary(decision: routing.Decision, codes: dict[int, str]) -> str:
+    if decision.plan is None:
+        return f"hold: {decision.hold_reason}"
+    plan = " + ".join(codes[w] for w in decision.plan.warehouse_ids)
+    return f"{decision.layer}: {plan}"
+
+
+def suggested_rules(*, minimum: int = 3) -> list[dict]:
+    """Repeated manual choices summarised as candidate rules: state → warehouse."""
+    counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    for decision in RoutingDecision.objects.filter(layer=DecisionLayer.MANUAL).select_related(
+        "order"
+    ):
+        chosen = decision.chosen or {}
+        if len(chosen) == 1:
+            code = next(iter(chosen))
+            key = (decision.order.ship_country, decision.order.ship_state, code)
+            counts[key] += 1
+    return [
+        {
+            "name": f"{state or country} → {code}",
+            "count": n,
+            "conditions": {"country_in": [country], "state_in": [state]}
+            if state
+            else {"country_in": [country]},
+            "actions": {"ship_from": code},
+        }
+        for (country, state, code), n in sorted(counts.items(), key=lambda kv: -kv[1])
+        if n >= minimum
+    ]
