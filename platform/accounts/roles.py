@@ -46,9 +46,20 @@ PERMISSIONS: dict[str, str] = {
     "stock.move": "Receive, adjust, transfer stock and change its status",
     "stock.reserve": "Create and release manual holds and channel buffers",
     "stock.count": "Run cycle counts and post corrections",
+    "orders.view": "See orders, fulfillment orders and routing decisions",
+    "orders.create": "Enter orders by hand or through the API",
+    "orders.manage": "Cancel orders, resolve the review queue, re-route",
+    "routing.edit": "Draft, simulate and publish routing rules",
 }
 
-_EVERYONE = {"dashboard.view", "brand.view", "team.view", "catalog.view", "stock.view"}
+_EVERYONE = {
+    "dashboard.view",
+    "brand.view",
+    "team.view",
+    "catalog.view",
+    "stock.view",
+    "orders.view",
+}
 _ADMIN = set(PERMISSIONS)
 _OPERATIONS = {
     "activity.view",
@@ -59,6 +70,9 @@ _OPERATIONS = {
     "stock.move",
     "stock.reserve",
     "stock.count",
+    "orders.create",
+    "orders.manage",
+    "routing.edit",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -70,7 +84,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.VIEWER: frozenset(_EVERYONE),
 }
 
-_KEY_READ = {"brand.view", "team.view", "activity.view", "catalog.view", "stock.view"}
+_KEY_READ = {
+    "brand.view",
+    "team.view",
+    "activity.view",
+    "catalog.view",
+    "stock.view",
+    "orders.view",
+}
 SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
     Scope.READ: frozenset(_KEY_READ),
     Scope.WRITE: frozenset(
@@ -82,6 +103,8 @@ SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
             "stock.move",
             "stock.reserve",
             "stock.count",
+            "orders.create",
+            "orders.manage",
         }
     ),
 }
