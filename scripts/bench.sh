@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks against throwaway PostgreSQL + Redis; always torn down.
 #   scripts/bench.sh [--smoke] [--runs N] [--brands N]     (make bench ARGS="...")
+# Runs the provisioning benchmarks, then the import/stock ones (bench_stock.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
@@ -32,3 +33,4 @@ with psycopg.connect(f"host=127.0.0.1 port={sys.argv[1]} user=postgres dbname=po
 PY
 "$py" manage.py keel_bootstrap -v0
 "$py" tests/benchmarks/bench_provisioning.py "$@"
+"$py" tests/benchmarks/bench_stock.py "$@"

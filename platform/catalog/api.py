@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from django.db import transaction
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -26,7 +25,6 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from audit.services import record
 from catalog import services
 from catalog.models import (
     SKU,
@@ -378,21 +376,6 @@ class ListingMappingCreateSerializer(serializers.Serializer):
     sku = serializers.PrimaryKeyRelatedField(queryset=SKU.objects.all())
 
 
-def unmap_listing(mapping: ListingMapping) -> None:
-    # Stand-in until catalog.services offers unmap_listing: same transaction + log shape.
-    with transaction.atomic():
-        record(
-            "listing.mapping_removed",
-            obj=mapping,
-            changes={
-                "channel": mapping.channel,
-                "external_sku": mapping.external_sku,
-                "sku": mapping.sku.code,
-            },
-        )
-        mapping.delete()
-
-
 class ListingMappingViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -436,7 +419,7 @@ class ListingMappingViewSet(
         return Response(ListingMappingSerializer(mapping).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance: ListingMapping) -> None:
-        unmap_listing(instance)
+        services.unmap_listing(instance)
 
 
 # --- Unmapped queue --------------------------------------------------------------------

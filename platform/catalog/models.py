@@ -78,7 +78,9 @@ class SKU(models.Model):
     code = models.CharField(max_length=64)
     title = models.CharField(max_length=255, blank=True)
     option_values = models.JSONField(default=dict, blank=True)  # {"Size": "M", "Colour": "Navy"}
-    gtin = models.CharField(max_length=14, null=True, blank=True, validators=[validate_gtin])
+    gtin = models.CharField(
+        "GTIN", max_length=14, null=True, blank=True, validators=[validate_gtin]
+    )
     tags = ArrayField(models.CharField(max_length=50), default=list, blank=True)
     status = models.CharField(max_length=16, choices=Lifecycle.choices, default=Lifecycle.ACTIVE)
     weight = models.DecimalField(
@@ -217,3 +219,78 @@ class UnmappedListing(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.external_sku}"
+
+
+class ImportKind(models.TextChoices):
+    ITEMS = "items", "Item master"
+    OPENING_STOCK = "opening_stock", "Opening stock"
+
+
+class ImportStatus(models.TextChoices):
+    UPLOADED = "uploaded", "Uploaded"
+    VALIDATING = "validating", "Validating"
+    INVALID = "invalid", "Has errors"
+    READY = "ready", "Ready to import"
+    APPLYING = "applying", "Importing"
+    APPLIED = "applied", "Imported"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """One uploaded CSV on its way through validation and an all-or-nothing apply.
+
+    The file lives in the brand's media folder (default storage is tenant-scoped). While a
+    worker runs, live progress is in the cache (see catalog.imports.job_progress): the
+    apply transaction holds this row locked, so progress written here would not be seen.
+    `report` lists problems as {line, column, value, code, message}; `counts` holds the
+    planned (when ready) or applied (when applied) created/updated/unchanged numbers.
+    """
+
+    kind = models.CharField(max_length=16, choices=ImportKind.choices)
+    status = models.CharField(
+        max_length=12, choices=ImportStatus.choices, default=ImportStatus.UPLOADED
+    )
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    filename = models.CharField(max_length=255)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=list, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        "accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_by = models.ForeignKey(
+        "accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=ImportKind.values), name="importjob_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=ImportStatus.values), name="importjob_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(processed_rows__lte=models.F("total_rows")),
+                name="importjob_progress_within_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} ({self.get_kind_display()}, {self.filename})"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in (
+            ImportStatus.UPLOADED,
+            ImportStatus.VALIDATING,
+            ImportStatus.APPLYING,
+        )

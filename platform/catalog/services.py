@@ -197,6 +197,21 @@ def map_listing(
     return mapping
 
 
+def unmap_listing(mapping: ListingMapping) -> None:
+    """Remove a mapping; the next order with that external SKU lands in the unmapped queue."""
+    with transaction.atomic():
+        record(
+            "listing.mapping_removed",
+            obj=mapping,
+            changes={
+                "channel": mapping.channel,
+                "external_sku": mapping.external_sku,
+                "sku": mapping.sku.code,
+            },
+        )
+        mapping.delete()
+
+
 def resolve_listing(
     *,
     channel: str,

@@ -11,10 +11,15 @@ def shell(request) -> dict:
     user = getattr(request, "user", None)
     return {
         "brand": tenant if is_brand else None,
-        "nav_sections": visible_sections(user) if is_brand else [],
+        "nav_sections": visible_sections(user, *_current(request)) if is_brand else [],
         "base_domain": settings.BASE_DOMAIN,
         "can": _Can(user),
     }
+
+
+def _current(request) -> tuple[str, str]:
+    match = getattr(request, "resolver_match", None)
+    return (match.view_name, match.namespace) if match else ("", "")
 
 
 class _Can:

@@ -21,6 +21,11 @@ class Section:
 
 SECTIONS: list[Section] = [
     Section("Dashboard", "dashboard", "dashboard.view"),
+    # Unmapped listings, warehouses, transfers, counts and holds are tabs inside these two;
+    # imports have their own section because Buyers use them without touching stock.
+    Section("Catalog", "catalog:sku_list", "catalog.view"),
+    Section("Inventory", "inventory:stock", "stock.view"),
+    Section("Imports", "imports:upload", "catalog.import"),
     Section("Team", "accounts:team", "team.view"),
     Section("API keys", "accounts:api_keys", "apikeys.view"),
     Section("Activity", "audit:activity", "activity.view"),
@@ -29,9 +34,16 @@ SECTIONS: list[Section] = [
 ]
 
 
-def visible_sections(user) -> list[dict]:
-    return [
-        {"label": s.label, "url": reverse(s.url_name), "url_name": s.url_name}
-        for s in SECTIONS
-        if has_permission(user, s.permission)
-    ]
+def visible_sections(user, current: str = "", namespace: str = "") -> list[dict]:
+    """Sections the person may open; `active` marks the one the current page belongs to
+    (its own URL, or any page in its app namespace)."""
+    out = []
+    for s in SECTIONS:
+        if not has_permission(user, s.permission):
+            continue
+        ns = s.url_name.partition(":")[0] if ":" in s.url_name else ""
+        active = current == s.url_name or bool(ns and ns == namespace)
+        out.append(
+            {"label": s.label, "url": reverse(s.url_name), "url_name": s.url_name, "active": active}
+        )
+    return out

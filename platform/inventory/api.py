@@ -19,10 +19,8 @@ Decisions:
 from __future__ import annotations
 
 import zoneinfo
-from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
 from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.db.models.functions import Greatest
 from drf_spectacular.utils import extend_schema
@@ -30,7 +28,6 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from audit.services import record
 from catalog.models import SKU
 from config.api import IDEMPOTENCY_KEY, QueryFilter, QueryParamFilter, error_responses
 from idempotency.services import idempotent
@@ -50,7 +47,13 @@ from inventory.models import (
     Warehouse,
     WarehouseKind,
 )
-from inventory.services import Reference, ReserveLine
+from inventory.services import (
+    WAREHOUSE_FIELDS,
+    Reference,
+    ReserveLine,
+    create_warehouse,
+    update_warehouse,
+)
 
 SELLABLE = StockStatus.SELLABLE
 
@@ -68,63 +71,6 @@ def _choice_filter(lookup: str, choices, what: str) -> QueryFilter:
 
 
 # --- Warehouses ------------------------------------------------------------------------
-
-WAREHOUSE_FIELDS = [
-    "code",
-    "name",
-    "kind",
-    "address_line1",
-    "address_line2",
-    "city",
-    "state",
-    "postal_code",
-    "country",
-    "latitude",
-    "longitude",
-    "timezone",
-    "cutoff_time",
-    "capabilities",
-    "priority",
-    "safety_buffer",
-    "is_active",
-]
-
-
-def _jsonable(value: Any) -> Any:
-    return value if value is None or isinstance(value, (str, int, bool, list)) else str(value)
-
-
-def create_warehouse(**fields) -> Warehouse:
-    # Stand-in until inventory.services offers create_warehouse: validate, save, log.
-    with transaction.atomic():
-        warehouse = Warehouse(**fields)
-        warehouse.full_clean(validate_constraints=True)
-        warehouse.save()
-        record(
-            "warehouse.created",
-            obj=warehouse,
-            changes={f: [None, _jsonable(getattr(warehouse, f))] for f in fields},
-        )
-    return warehouse
-
-
-def update_warehouse(warehouse: Warehouse, **fields) -> Warehouse:
-    # Stand-in until inventory.services offers update_warehouse: lock, validate, save, log.
-    with transaction.atomic():
-        warehouse = Warehouse.objects.select_for_update().get(pk=warehouse.pk)
-        before = {f: getattr(warehouse, f) for f in WAREHOUSE_FIELDS}
-        for name, value in fields.items():
-            setattr(warehouse, name, value)
-        warehouse.full_clean(validate_constraints=True)
-        warehouse.save()
-        changes = {
-            f: [_jsonable(before[f]), _jsonable(getattr(warehouse, f))]
-            for f in WAREHOUSE_FIELDS
-            if before[f] != getattr(warehouse, f)
-        }
-        if changes:
-            record("warehouse.updated", obj=warehouse, changes=changes)
-    return warehouse
 
 
 class WarehouseSerializer(serializers.ModelSerializer):
@@ -682,19 +628,7 @@ class ReservationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         data = ReservationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        try:
-            created = self._reserve(values)
-        except IntegrityError as exc:
-            # reserve() leaves this one to the database: a second active reservation of
-            # the same kind, reference, SKU and warehouse. Answer it as a refusal, not a 500.
-            diag = getattr(exc.__cause__, "diag", None)
-            if getattr(diag, "constraint_name", "") != "one_active_reservation_per_reference":
-                raise
-            raise DjangoValidationError(
-                "This reference already holds an active reservation of this kind for that "
-                "SKU and warehouse; release it first.",
-                code="already_reserved",
-            ) from exc
+        created = self._reserve(values)
         rows = self.get_queryset().filter(pk__in=[r.pk for r in created]).order_by("id")
         body = ReservationListSerializer({"reservations": rows}).data
         return Response(body, status=status.HTTP_201_CREATED)

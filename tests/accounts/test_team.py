@@ -7,8 +7,9 @@ from django.test import Client
 from django_tenants.utils import schema_context
 
 from accounts.models import Invitation, User
-from accounts.roles import Role
+from accounts.roles import Role, role_has
 from audit.models import ActivityEntry
+from config.navigation import SECTIONS
 from tests.conftest import PASSWORD, brand_client, host_of, make_user
 
 
@@ -164,11 +165,13 @@ def test_dashboard_shows_real_counts(brand_a, owner_a):
     assert tiles["Active teammates"] == 2
     assert tiles["Active API keys"] == 0
     labels = [s["label"] for s in response.context["nav_sections"]]
-    assert labels == ["Dashboard", "Team", "API keys", "Activity", "Workers", "Settings"]
+    assert labels == [s.label for s in SECTIONS]  # an owner sees every section
 
 
 def test_viewer_navigation_hides_what_they_cannot_open(brand_a):
     viewer = make_user(brand_a, role=Role.VIEWER)
     response = brand_client(brand_a, viewer).get("/")
     labels = [s["label"] for s in response.context["nav_sections"]]
-    assert labels == ["Dashboard", "Team", "Settings"]
+    assert labels == [s.label for s in SECTIONS if role_has(Role.VIEWER, s.permission)]
+    assert {"Team", "Settings", "Dashboard"} <= set(labels)
+    assert not {"API keys", "Activity", "Workers", "Imports"} & set(labels)

@@ -12,6 +12,7 @@ from django_tenants.utils import schema_context
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
+from config.navigation import SECTIONS
 from tenants.models import Brand, Domain
 from tenants.services import schema_name_for
 from tests.e2e.browser import LiveServer, chromium_page
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 BRAND_NAME = "E2E Outfitters"
 FULL_NAME = "Erin Tester"
 PASSWORD = "correct-horse-battery-staple"
-OWNER_NAV = ["Dashboard", "Team", "API keys", "Activity", "Workers", "Settings"]
+OWNER_NAV = [s.label for s in SECTIONS]  # an owner sees every section
 
 
 def schemas() -> set[str]:
