@@ -25,6 +25,8 @@ SECTIONS: list[Section] = [
     # imports have their own section because Buyers use them without touching stock.
     Section("Catalog", "catalog:sku_list", "catalog.view"),
     Section("Inventory", "inventory:stock", "stock.view"),
+    Section("Orders", "orders:list", "orders.view"),
+    Section("Review queue", "orders:review", "orders.manage"),
     Section("Imports", "imports:upload", "catalog.import"),
     Section("Team", "accounts:team", "team.view"),
     Section("API keys", "accounts:api_keys", "apikeys.view"),
@@ -38,11 +40,19 @@ def visible_sections(user, current: str = "", namespace: str = "") -> list[dict]
     """Sections the person may open; `active` marks the one the current page belongs to
     (its own URL, or any page in its app namespace)."""
     out = []
+    # Orders has two sections in one namespace (Orders, Review queue): a page that is no
+    # section's own marks only the first section of its namespace.
+    claimed = current in {s.url_name for s in SECTIONS}
+    marked: set[str] = set()
     for s in SECTIONS:
         if not has_permission(user, s.permission):
             continue
         ns = s.url_name.partition(":")[0] if ":" in s.url_name else ""
-        active = current == s.url_name or bool(ns and ns == namespace)
+        active = current == s.url_name or bool(
+            ns and ns == namespace and not claimed and ns not in marked
+        )
+        if ns:
+            marked.add(ns)
         out.append(
             {"label": s.label, "url": reverse(s.url_name), "url_name": s.url_name, "active": active}
         )

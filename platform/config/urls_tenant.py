@@ -12,6 +12,7 @@ urlpatterns = [
     path("catalog/", include("catalog.urls")),
     path("inventory/", include("inventory.urls")),
     path("imports/", include("catalog.import_urls")),
+    path("orders/", include("orders.urls")),
     path("workers/", views.worker_health, name="worker_health"),
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

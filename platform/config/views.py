@@ -1,10 +1,10 @@
 """Brand-level pages that belong to no single app: dashboard and worker health."""
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Sum
+from django.db.models import Count, Exists, OuterRef, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -14,6 +14,7 @@ from accounts.roles import has_permission
 from audit.models import ActivityEntry
 from catalog.models import SKU, Lifecycle, UnmappedListing, UnmappedStatus
 from inventory.models import StockBalance, StockStatus, Warehouse
+from orders.models import DecisionLayer, HoldReason, Order, OrderStatus, RoutingDecision
 
 
 def _require(request: HttpRequest, permission: str) -> None:
@@ -48,6 +49,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         },
     ]
     tiles += _stock_tiles(request.user)
+    tiles += _order_tiles(request.user)
     recent = (
         ActivityEntry.objects.all()[:10] if has_permission(request.user, "activity.view") else []
     )
@@ -81,6 +83,57 @@ def _stock_tiles(user: User) -> list[dict]:
             },
             {"label": "Sellable units", "value": sellable or 0, "url_name": "inventory:stock"},
         ]
+    return tiles
+
+
+def _order_tiles(user: User) -> list[dict]:
+    if not has_permission(user, "orders.view"):
+        return []
+    # Days are the brand's (the middleware activated its timezone).
+    today = datetime.combine(timezone.localdate(), time.min, tzinfo=timezone.get_current_timezone())
+    held_url = "orders:review" if has_permission(user, "orders.manage") else "orders:list"
+    tiles = [
+        {
+            "label": "Orders today",
+            "value": Order.objects.filter(
+                placed_at__gte=today, placed_at__lt=today + timedelta(days=1)
+            ).count(),
+            "url_name": "orders:list",
+        }
+    ]
+    held = dict(
+        Order.objects.needs_review()
+        .order_by()
+        .values_list("hold_reason")
+        .annotate(n=Count("id"))
+        .values_list("hold_reason", "n")
+    )
+    tiles += [
+        {"label": f"Held: {label[0].lower()}{label[1:]}", "value": n, "url_name": held_url}
+        for label, n in sorted(
+            ((HoldReason(value).label, n) for value, n in held.items()), key=lambda t: -t[1]
+        )
+    ] or [{"label": "Held orders", "value": 0, "url_name": held_url}]
+    # Share of the week's orders that rules or scoring settled without a person.
+    now = timezone.now()
+    week = Order.objects.filter(placed_at__gte=now - timedelta(days=7), placed_at__lte=now).exclude(
+        status=OrderStatus.CANCELLED
+    )
+    total = week.count()
+    automatic = week.filter(
+        Exists(
+            RoutingDecision.objects.filter(
+                order=OuterRef("pk"), layer__in=[DecisionLayer.RULES, DecisionLayer.SCORING]
+            )
+        )
+    ).count()
+    tiles.append(
+        {
+            "label": "Routed automatically, 7 days",
+            "value": f"{round(100 * automatic / total)}%" if total else "—",
+            "url_name": "orders:list",
+        }
+    )
     return tiles
 
 
