@@ -10,11 +10,13 @@ PORT ?= 8000
 
 .PHONY: install run test bench lint services-up services-down clean
 
-$(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
+$(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml connectors/examples/keel-shipbay/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/dev.txt
+	# The example third-party connector, installed the way an integrator's package would be.
+	$(PY) -m pip install -q -e connectors/examples/keel-shipbay
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -34,3 +34,4 @@ PY
 "$py" manage.py keel_bootstrap -v0
 "$py" tests/benchmarks/bench_provisioning.py "$@"
 "$py" tests/benchmarks/bench_stock.py "$@"
+"$py" tests/benchmarks/bench_shopify_backfill.py "$@"
