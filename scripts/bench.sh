@@ -34,4 +34,5 @@ PY
 "$py" manage.py keel_bootstrap -v0
 "$py" tests/benchmarks/bench_provisioning.py "$@"
 "$py" tests/benchmarks/bench_stock.py "$@"
+"$py" tests/benchmarks/bench_orders.py "$@"
 "$py" tests/benchmarks/bench_shopify_backfill.py "$@"

@@ -16,6 +16,12 @@ from inventory.api import (
     TransferViewSet,
     WarehouseViewSet,
 )
+from orders.api import (
+    FulfillmentOrderViewSet,
+    OrderViewSet,
+    RoutingDecisionViewSet,
+    RuleSetViewSet,
+)
 from tenants.api import BrandProfileView
 
 router = DefaultRouter(trailing_slash=True)
@@ -33,5 +39,9 @@ router.register("stock-levels", StockLevelViewSet, basename="stocklevel")
 router.register("movements", MovementViewSet, basename="movement")
 router.register("transfers", TransferViewSet, basename="transfer")
 router.register("reservations", ReservationViewSet, basename="reservation")
+router.register("orders", OrderViewSet, basename="order")
+router.register("fulfillment-orders", FulfillmentOrderViewSet, basename="fulfillmentorder")
+router.register("routing-decisions", RoutingDecisionViewSet, basename="routingdecision")
+router.register("rules", RuleSetViewSet, basename="ruleset")
 
 urlpatterns = [path("brand/", BrandProfileView.as_view(), name="api_brand"), *router.urls]

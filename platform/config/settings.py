@@ -104,6 +104,8 @@ TENANT_DOMAIN_MODEL = "tenants.Domain"
 # row of kind "template", so `migrate_schemas` keeps it current with every deploy.
 TENANT_BASE_SCHEMA = "keel_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
+# Set search_path once per schema switch, not before every query (django-tenants).
+TENANT_LIMIT_SET_CALLS = True
 PUBLIC_SCHEMA_URLCONF = "config.urls_public"
 ROOT_URLCONF = "config.urls_tenant"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
@@ -261,6 +263,10 @@ SPECTACULAR_SETTINGS = {
         "TransferStatusEnum": "inventory.models.TransferStatus",
         "ReservationKindEnum": "inventory.models.ReservationKind",
         "ReservationStatusEnum": "inventory.models.ReservationStatus",
+        "OrderStatusEnum": "orders.models.OrderStatus",
+        "ChannelOrderStatusEnum": "orders.api.CHANNEL_STATUSES",
+        "FulfillmentStatusEnum": "orders.models.FulfillmentStatus",
+        "RuleSetStatusEnum": "orders.models.RuleSetStatus",
     },
 }
 

@@ -54,6 +54,8 @@ LIST_CONDITIONS = CONDITION_KEYS - {
     "order_value_lt",
 }
 MAX_DISTANCE_KM = 4500.0
+# A score lead of this many points over the runner-up gives full confidence.
+CONFIDENT_MARGIN = 0.3
 
 # Approximate population centres of US states (lat, lon): enough to rank warehouses.
 US_STATE_CENTROIDS: dict[str, tuple[float, float]] = {
@@ -135,6 +137,7 @@ class LineInfo:
     hazmat: bool = False
     # For bundles: ((component_sku_id, per_bundle), …); stock is checked on components.
     components: tuple[tuple[int, int], ...] = ()
+    code: str = ""  # for explanations only
 
     def needs(self) -> dict[int, int]:
         if self.components:
@@ -445,13 +448,13 @@ def decide(
 
     plans = candidate_plans(facts, eligible, atp)
     if not plans:
-        need = ", ".join(sorted({str(s) for line in facts.lines for s in line.needs()}))
+        need = ", ".join(sorted({line.code or f"SKU #{line.sku_id}" for line in facts.lines}))
         return Decision(
             "hold",
             None,
             None,
             f"{rule_note}; no warehouse{' with ' + ', '.join(sorted(required)) if required else ''}"
-            f" has stock for the whole order, even split (SKU ids {need}).",
+            f" has stock for the whole order, even split ({need}).",
             rule=rule,
             ship_type=ship_type,
             hold_reason="insufficient_stock",
@@ -470,7 +473,9 @@ def decide(
         confidence = 1.0 if len(best_plan.allocations) == 1 else 0.8
     else:
         second = scored[1][0]["score"]
-        confidence = min(1.0, 0.5 + (best["score"] - second) / max(best["score"], 1e-9))
+        # The margin in score points decides: 0.03 (≈ 300 km, or a few days of cover) is a
+        # coin toss worth a person's look at the default 0.60 threshold; 0.15 is certain.
+        confidence = min(1.0, 0.5 + (best["score"] - second) / CONFIDENT_MARGIN)
     explanation = (
         f"{rule_note}; scored {len(scored)} plan{'s' if len(scored) > 1 else ''}: "
         f"{' + '.join(best['warehouses'])} is best (score {best['score']:.2f}, "

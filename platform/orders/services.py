@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from audit.context import current_actor
 from audit.services import record
-from catalog.models import SKU, BundleComponent
+from catalog.models import SKU, BundleComponent, ListingMapping
 from catalog.services import resolve_listing
 from inventory import services as stock
 from inventory.models import Warehouse
@@ -188,9 +188,40 @@ def ingest_order(data: OrderInput) -> IngestResult:
                     channel=data.channel, external_id=data.external_id
                 )
             else:
-                _route_new(order)
+                # An order cancelled on the channel before Keel saw it is recorded, not routed.
+                if order.status != OrderStatus.CANCELLED:
+                    _route_new(order)
                 return IngestResult(order, created=True, applied=True)
         return _update(order, data)
+
+
+def _new_lines(order: Order, lines: Sequence[LineInput]) -> list[OrderLine]:
+    """Insert the order's lines, each with its SKU when a listing mapping names one.
+
+    One mapping query for the whole order: the hot path of ingestion. Lines left without
+    a SKU go through catalog.services.resolve_listing in _map_lines, which parks them in
+    the unmapped queue with this order waiting.
+    """
+    mapped = dict(
+        ListingMapping.objects.filter(
+            channel=order.channel, external_sku__in={ln.external_sku for ln in lines}
+        ).values_list("external_sku", "sku_id")
+    )
+    return OrderLine.objects.bulk_create(
+        [
+            OrderLine(
+                order=order,
+                external_line_id=ln.external_line_id,
+                external_sku=ln.external_sku,
+                external_listing_id=ln.external_listing_id,
+                sku_id=mapped.get(ln.external_sku),
+                title=ln.title[:255],
+                quantity=ln.quantity,
+                unit_price=ln.unit_price,
+            )
+            for ln in lines
+        ]
+    )
 
 
 def _create(data: OrderInput) -> Order:
@@ -205,20 +236,7 @@ def _create(data: OrderInput) -> Order:
         total=total,
         **{f: getattr(data, f) for f in HEADER_FIELDS},
     )
-    OrderLine.objects.bulk_create(
-        [
-            OrderLine(
-                order=order,
-                external_line_id=line.external_line_id,
-                external_sku=line.external_sku,
-                external_listing_id=line.external_listing_id,
-                title=line.title[:255],
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-            )
-            for line in data.lines
-        ]
-    )
+    _new_lines(order, data.lines)
     record(
         "order.received", obj=order, changes={"channel": order.channel, "lines": len(data.lines)}
     )
@@ -273,20 +291,7 @@ def _update(order: Order, data: OrderInput) -> IngestResult:
             )
         _release_open_fulfillments(order, "Lines changed on the channel.")
         order.lines.all().delete()
-        OrderLine.objects.bulk_create(
-            [
-                OrderLine(
-                    order=order,
-                    external_line_id=ln.external_line_id,
-                    external_sku=ln.external_sku,
-                    external_listing_id=ln.external_listing_id,
-                    title=ln.title[:255],
-                    quantity=ln.quantity,
-                    unit_price=ln.unit_price,
-                )
-                for ln in data.lines
-            ]
-        )
+        _new_lines(order, data.lines)
         changes["lines"] = [sorted(map(list, old_lines)), sorted(map(list, new_lines))]
     logged = {k: [str(a), str(b)] for k, (a, b) in changes.items() if k != "lines"}
     if lines_changed:
@@ -312,10 +317,21 @@ def _settings() -> RoutingSettings:
 
 
 def published_rules() -> tuple[int | None, list[routing.RuleInfo]]:
-    rule_set = RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED).first()
-    if rule_set is None:
-        return None, []
-    return rule_set.version, rules_of(rule_set)
+    # One query on the ingestion hot path; the rule set is read apart only when it has
+    # no active rules (its version is still what the decision log records).
+    rows = list(
+        Rule.objects.filter(rule_set__status=RuleSetStatus.PUBLISHED, is_active=True)
+        .order_by("position")
+        .values_list("rule_set__version", "pk", "name", "position", "conditions", "actions")
+    )
+    if not rows:
+        version = (
+            RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED)
+            .values_list("version", flat=True)
+            .first()
+        )
+        return version, []
+    return rows[0][0], [routing.RuleInfo(*row[1:]) for row in rows]
 
 
 def rules_of(rule_set: RuleSet) -> list[routing.RuleInfo]:
@@ -326,32 +342,53 @@ def rules_of(rule_set: RuleSet) -> list[routing.RuleInfo]:
 
 
 def warehouse_infos() -> list[routing.WarehouseInfo]:
-    return [
-        routing.WarehouseInfo(
-            id=w.pk,
-            code=w.code,
-            country=w.country,
-            state=w.state,
-            lat=float(w.latitude) if w.latitude is not None else None,
-            lon=float(w.longitude) if w.longitude is not None else None,
-            capabilities=frozenset(w.capabilities),
-            priority=w.priority,
-            cutoff=(w.cutoff_time.hour, w.cutoff_time.minute) if w.cutoff_time else None,
-            timezone=w.timezone,
-        )
-        for w in Warehouse.objects.filter(is_active=True)
-    ]
+    return [_warehouse_info(w) for w in Warehouse.objects.filter(is_active=True)]
 
 
-def order_facts(
-    order: Order, lines: list[OrderLine], now: datetime | None = None
-) -> routing.OrderFacts:
-    skus = {s.pk: s for s in SKU.objects.filter(pk__in=[ln.sku_id for ln in lines])}
+def _warehouse_info(w: Warehouse) -> routing.WarehouseInfo:
+    return routing.WarehouseInfo(
+        id=w.pk,
+        code=w.code,
+        country=w.country,
+        state=w.state,
+        lat=float(w.latitude) if w.latitude is not None else None,
+        lon=float(w.longitude) if w.longitude is not None else None,
+        capabilities=frozenset(w.capabilities),
+        priority=w.priority,
+        cutoff=(w.cutoff_time.hour, w.cutoff_time.minute) if w.cutoff_time else None,
+        timezone=w.timezone,
+    )
+
+
+@dataclass(frozen=True)
+class SkuFacts:
+    """SKUs by id and bundle recipes (bundle id → [(component id, per bundle)])."""
+
+    skus: dict[int, SKU]
+    components: dict[int, list[tuple[int, int]]]
+
+
+def sku_facts(sku_ids: Iterable[int]) -> SkuFacts:
+    skus = SKU.objects.in_bulk(set(sku_ids))
     components: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for bc in BundleComponent.objects.filter(
         bundle_id__in=[s for s, o in skus.items() if o.is_bundle]
     ):
         components[bc.bundle_id].append((bc.component_id, bc.quantity))
+    return SkuFacts(skus, components)
+
+
+def order_facts(
+    order: Order,
+    lines: list[OrderLine],
+    now: datetime | None = None,
+    *,
+    catalog: SkuFacts | None = None,
+) -> routing.OrderFacts:
+    """What routing sees of `order`. Pass `catalog` (covering the lines' SKUs) when it
+    was read already: it saves two queries per order."""
+    catalog = catalog or sku_facts(ln.sku_id for ln in lines)
+    skus, components = catalog.skus, catalog.components
     infos = []
     for ln in lines:
         sku = skus[ln.sku_id]
@@ -363,7 +400,8 @@ def order_facts(
                 tags=frozenset(sku.tags),
                 weight_g=float(sku.weight_grams or 0),
                 hazmat=sku.is_hazmat,
-                components=tuple(sorted(components[sku.pk])),
+                components=tuple(sorted(components.get(sku.pk, ()))),
+                code=sku.code,
             )
         )
     return routing.OrderFacts(
@@ -451,26 +489,51 @@ def _map_lines(order: Order) -> list[OrderLine]:
     return lines
 
 
+def _covered_line_ids(order: Order) -> set[int]:
+    """Order lines that already have a live or shipped fulfillment order."""
+    return set(
+        FulfillmentLine.objects.filter(
+            fulfillment__order=order,
+            fulfillment__status__in=(*OPEN_FULFILLMENT, FulfillmentStatus.SHIPPED),
+        ).values_list("order_line_id", flat=True)
+    )
+
+
+def _progress_status(order: Order) -> str:
+    """Routed, or partially fulfilled when part of it already shipped."""
+    shipped = order.fulfillments.filter(status=FulfillmentStatus.SHIPPED).exists()
+    return OrderStatus.PARTIALLY_FULFILLED if shipped else OrderStatus.ROUTED
+
+
 def _route_new(order: Order, *, exclude: frozenset[int] = frozenset()) -> None:
-    """Route a received/held order end to end, or hold it with a reason."""
+    """Route the order's not-yet-fulfilled lines end to end, or hold it with a reason."""
     if order.fraud_flag:
         _hold(order, HoldReason.FRAUD, "The channel flagged this order as possible fraud.")
         return
     lines = _map_lines(order)
     if not lines:
         return
+    if order.pk and order.fulfillments.exists():
+        # Parts already placed (or shipped) keep their warehouse; route only the rest.
+        covered = _covered_line_ids(order)
+        lines = [ln for ln in lines if ln.pk not in covered]
+        if not lines:
+            _set_status(order, _progress_status(order))
+            return
     problem = _address_problem(order)
     if problem:
         _hold(order, HoldReason.INVALID_ADDRESS, problem)
         return
+    cfg = _settings()
+    catalog = sku_facts(ln.sku_id for ln in lines)
     for attempt in range(2):
-        facts = order_facts(order, lines)
+        facts = order_facts(order, lines, catalog=catalog)
         atp = _atp_for(facts)
         version, rules = published_rules()
-        cfg = _settings()
+        warehouses = {w.pk: w for w in Warehouse.objects.filter(is_active=True)}
         decision = routing.decide(
             facts,
-            warehouses=warehouse_infos(),
+            warehouses=[_warehouse_info(w) for w in warehouses.values()],
             atp=atp,
             rules=rules,
             threshold=float(cfg.confidence_threshold),
@@ -501,7 +564,7 @@ def _route_new(order: Order, *, exclude: frozenset[int] = frozenset()) -> None:
             rule_name=decision.rule.name if decision.rule else "",
             inputs=inputs,
             candidates=decision.candidates,
-            chosen=decision.plan.as_json({w.id: w.code for w in warehouse_infos()}),
+            chosen=decision.plan.as_json({w.pk: w.code for w in warehouses.values()}),
             confidence=decision.confidence,
             explanation=decision.explanation,
             actor_label=current_actor().label[:200],
@@ -509,7 +572,16 @@ def _route_new(order: Order, *, exclude: frozenset[int] = frozenset()) -> None:
         try:
             with transaction.atomic():
                 record_.save()
-                _fulfill_plan(order, lines, decision.plan, decision.ship_type, record_)
+                _fulfill_plan(
+                    order,
+                    lines,
+                    decision.plan,
+                    decision.ship_type,
+                    record_,
+                    warehouses=warehouses,
+                    skus=catalog.skus,
+                    cfg=cfg,
+                )
         except InsufficientStock as exc:
             # Another order took the stock between our read and our lock: try once more
             # against fresh numbers, then hold.
@@ -517,7 +589,7 @@ def _route_new(order: Order, *, exclude: frozenset[int] = frozenset()) -> None:
                 continue
             _hold(order, HoldReason.INSUFFICIENT_STOCK, str(exc.messages[0]), inputs=inputs)
             return
-        _set_status(order, OrderStatus.ROUTED)
+        _set_status(order, _progress_status(order))
         record(
             "order.routed",
             obj=order,
@@ -554,11 +626,19 @@ def _fulfill_plan(
     plan: routing.Plan,
     ship_type: str | None,
     decision: RoutingDecision,
+    *,
+    warehouses: dict[int, Warehouse] | None = None,
+    skus: dict[int, SKU] | None = None,
+    cfg: RoutingSettings | None = None,
 ) -> list[FulfillmentOrder]:
+    """Fulfillment orders for `plan`, reserving their stock. The keyword arguments pass
+    rows the caller read already (they must cover the plan's warehouses and SKUs)."""
     by_id = {ln.pk: ln for ln in lines}
-    warehouses = Warehouse.objects.in_bulk([w for w, _ in plan.allocations])
-    skus = SKU.objects.in_bulk([ln.sku_id for ln in lines])
-    cfg = _settings()
+    if warehouses is None:
+        warehouses = Warehouse.objects.in_bulk([w for w, _ in plan.allocations])
+    if skus is None:
+        skus = SKU.objects.in_bulk([ln.sku_id for ln in lines])
+    cfg = cfg or _settings()
     created = []
     for wh_id, line_ids in plan.allocations:
         fo_lines = [by_id[i] for i in line_ids]
@@ -705,13 +785,8 @@ def reject_fulfillment(fo: FulfillmentOrder, *, reason: str) -> Order:
         fo.closed_at = timezone.now()
         fo.save(update_fields=["status", "closed_at"])
         record("fulfillment.rejected", obj=fo, changes={"reason": reason})
-        # Re-route only the rejected lines, away from that warehouse.
-        others = order.fulfillments.filter(status__in=OPEN_FULFILLMENT)
-        for other in others:
-            stock.release(reference=Reference(*other.reservation_reference))
-            other.status = FulfillmentStatus.CANCELLED
-            other.closed_at = timezone.now()
-            other.save(update_fields=["status", "closed_at"])
+        # Only the rejected lines are routed again: other parts keep their warehouse, and
+        # shipped parts are never sent twice.
         RoutingDecision.objects.create(
             order=order,
             layer=DecisionLayer.REROUTE,
@@ -832,30 +907,21 @@ def simulate(rule_set: RuleSet, *, last: int = 500) -> list[SimulationRow]:
     )
     lines_by_order = {o.pk: [ln for ln in o.lines.all() if ln.sku_id] for o in orders}
     all_skus = {ln.sku_id for ls in lines_by_order.values() for ln in ls}
-    atp = stock.available_to_promise(sku_ids=all_skus) if all_skus else {}
-    # Components of bundles too.
-    comp = set(
-        BundleComponent.objects.filter(bundle_id__in=all_skus).values_list(
-            "component_id", flat=True
-        )
-    )
-    if comp:
-        atp.update(stock.available_to_promise(sku_ids=comp))
+    # SKUs and bundle recipes are read once for every order, not once per order.
+    catalog = sku_facts(all_skus)
+    components = {c for parts in catalog.components.values() for c, _ in parts}
+    atp = stock.available_to_promise(sku_ids=all_skus | components) if all_skus else {}
+    threshold, weights = float(cfg.confidence_threshold), _weights(cfg)
     now = timezone.now()
     rows = []
     for order in orders:
         lines = lines_by_order[order.pk]
         if not lines or len(lines) != order.lines.count():
             continue
-        facts = order_facts(order, lines, now=now)
+        facts = order_facts(order, lines, now=now, catalog=catalog)
         decisions = [
             routing.decide(
-                facts,
-                warehouses=whs,
-                atp=atp,
-                rules=r,
-                threshold=float(cfg.confidence_threshold),
-                weights=_weights(cfg),
+                facts, warehouses=whs, atp=atp, rules=r, threshold=threshold, weights=weights
             )
             for r in (current_rules, proposed_rules)
         ]

@@ -3,10 +3,12 @@
 from decimal import Decimal
 
 from inventory import services as stock
+from inventory.models import StockBalance
 from orders.models import Order, RoutingSettings
 from orders.services import (
     choose_plan,
     ingest_order,
+    mark_shipped,
     reject_fulfillment,
     route_held_order,
     suggested_rules,
@@ -99,3 +101,32 @@ def test_held_order_routes_once_stock_arrives(network):
 
     order.refresh_from_db()
     assert (order.status, codes(order)) == ("routed", ["TX"])
+
+
+def test_rejecting_one_part_of_a_split_order_re_routes_only_that_part(network):
+    skus, whs = network["skus"], network["warehouses"]
+    for code in ("WEST", "TX", "FBA"):
+        stock.adjust(sku=skus["HAT"], warehouse=whs[code], delta=-100, reason_code="lost")
+    stock.adjust(sku=skus["TEE"], warehouse=whs["PA"], delta=-100, reason_code="lost")
+    order = ingest_order(order_input(state="NJ", lines=[("TEE", 1), ("HAT", 1)])).order
+    tee_part = order.fulfillments.exclude(warehouse=whs["PA"]).get()
+    hat_part = order.fulfillments.get(warehouse=whs["PA"])
+    mark_shipped(tee_part, tracking_number="T1")
+    stock.receive(sku=skus["HAT"], warehouse=whs["TX"], quantity=5)
+
+    reject_fulfillment(hat_part, reason="Damaged stock")
+
+    order.refresh_from_db()
+    assert order.status == "partially_fulfilled"
+    live = order.fulfillments.filter(status="open")
+    assert [(fo.warehouse.code, [ln.sku.code for ln in fo.lines.all()]) for fo in live] == [
+        ("TX", ["HAT"])
+    ]
+    # The shipped TEE is not reserved or shipped a second time.
+    assert order.fulfillments.filter(status="shipped").count() == 1
+    assert (
+        StockBalance.objects.get(
+            sku=skus["TEE"], warehouse=tee_part.warehouse, status="sellable"
+        ).reserved
+        == 0
+    )
