@@ -228,8 +228,13 @@ def refill_pool(target: int | None = None) -> int:
     return made
 
 
-def _take_pooled_schema(schema_name: str) -> Brand | None:
-    """Claim a pooled schema (inside the caller's transaction) and rename it."""
+def _take_pooled_schema(fields: dict) -> Brand | None:
+    """Turn a pooled schema into the brand (inside the caller's transaction).
+
+    The Brand row takes the new slug and schema name BEFORE the schema is renamed: a
+    concurrent signup for the same slug then fails on the row's unique index (reported as
+    "taken") instead of colliding on the schema name inside PostgreSQL's catalog.
+    """
     pooled = (
         Brand.objects.select_for_update(skip_locked=True)
         .filter(kind=BrandKind.POOL)
@@ -238,8 +243,13 @@ def _take_pooled_schema(schema_name: str) -> Brand | None:
     )
     if pooled is None:
         return None
+    old_schema = pooled.schema_name
+    for field, value in fields.items():
+        setattr(pooled, field, value)
+    pooled.created_at = now()
+    pooled.save()
     with connection.cursor() as cursor:
-        cursor.execute(f'ALTER SCHEMA "{pooled.schema_name}" RENAME TO "{schema_name}"')
+        cursor.execute(f'ALTER SCHEMA "{old_schema}" RENAME TO "{pooled.schema_name}"')
     return pooled
 
 
@@ -272,13 +282,8 @@ def provision_brand(
     }
     try:
         with transaction.atomic():
-            brand = _take_pooled_schema(schema_name)
-            if brand is not None:
-                for field, value in fields.items():
-                    setattr(brand, field, value)
-                brand.created_at = now()
-                brand.save()
-            else:
+            brand = _take_pooled_schema(fields)
+            if brand is None:
                 brand = Brand.objects.create(**fields)
                 clone_template_into(schema_name)
             Domain.objects.create(domain=domain_for(slug), tenant=brand, is_primary=True)

@@ -50,6 +50,17 @@ PERMISSIONS: dict[str, str] = {
     "orders.create": "Enter orders by hand or through the API",
     "orders.manage": "Cancel orders, resolve the review queue, re-route",
     "routing.edit": "Draft, simulate and publish routing rules",
+    # Who may *decide* a request is the policy's approver roles, not a permission.
+    "approvals.view": "See approval requests, their decisions and the policies",
+    "approvals.manage_policies": "Edit approval policies and the approvals webhook",
+    # Never granted to API keys: a leaked key must not add a receiver of every event.
+    "webhooks.manage": "Add, edit and delete partner webhook endpoints; replay deliveries",
+    "outbox.manage": "See outgoing messages (channel pushes, webhooks) and retry parked ones",
+    "connections.view": "See connections to channels, 3PLs and carriers, and their sync runs",
+    "connections.sync": "Sync a connection now",
+    # Never granted to API keys: a key that could repoint a connection's API URL could
+    # send its stored token elsewhere.
+    "connections.manage": "Add and edit connections and their credentials, test, pause, resume",
 }
 
 _EVERYONE = {
@@ -59,6 +70,7 @@ _EVERYONE = {
     "catalog.view",
     "stock.view",
     "orders.view",
+    "approvals.view",
 }
 _ADMIN = set(PERMISSIONS)
 _OPERATIONS = {
@@ -73,6 +85,9 @@ _OPERATIONS = {
     "orders.create",
     "orders.manage",
     "routing.edit",
+    "outbox.manage",
+    "connections.view",
+    "connections.sync",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -91,6 +106,8 @@ _KEY_READ = {
     "catalog.view",
     "stock.view",
     "orders.view",
+    "approvals.view",
+    "connections.view",
 }
 SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
     Scope.READ: frozenset(_KEY_READ),
@@ -105,6 +122,7 @@ SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
             "stock.count",
             "orders.create",
             "orders.manage",
+            "connections.sync",
         }
     ),
 }

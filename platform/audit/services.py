@@ -42,6 +42,30 @@ def record(
     return entry
 
 
+def record_many(
+    items: list[tuple[str, models.Model, dict[str, Any]]], *, actor: Actor | None = None
+) -> None:
+    """Append many entries in one INSERT (bulk paths): (action, obj, changes) each."""
+    who = actor or current_actor()
+    request_id = current_request_id()
+    ActivityEntry.objects.bulk_create(
+        [
+            ActivityEntry(
+                actor_type=who.type,
+                actor_id=who.id,
+                actor_label=who.label[:200],
+                action=action,
+                changes=changes or {},
+                request_id=request_id,
+                object_type=obj._meta.label_lower,
+                object_id=str(obj.pk),
+                object_repr=str(obj)[:200],
+            )
+            for action, obj, changes in items
+        ]
+    )
+
+
 def diff(instance: models.Model, before: dict[str, Any], fields: list[str]) -> dict[str, list]:
     """Field-by-field [before, after] for the fields that changed."""
     out = {}

@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import ApiKeyViewSet, InvitationViewSet, UserViewSet
+from approvals.api import ApprovalPolicyViewSet, ApprovalRequestViewSet
 from audit.api import ActivityViewSet
 from catalog.api import (
     ListingMappingViewSet,
@@ -23,6 +24,7 @@ from orders.api import (
     RuleSetViewSet,
 )
 from tenants.api import BrandProfileView
+from webhooks.api import WebhookDeliveryViewSet, WebhookEndpointViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -43,5 +45,9 @@ router.register("orders", OrderViewSet, basename="order")
 router.register("fulfillment-orders", FulfillmentOrderViewSet, basename="fulfillmentorder")
 router.register("routing-decisions", RoutingDecisionViewSet, basename="routingdecision")
 router.register("rules", RuleSetViewSet, basename="ruleset")
+router.register("approval-requests", ApprovalRequestViewSet, basename="approvalrequest")
+router.register("approval-policies", ApprovalPolicyViewSet, basename="approvalpolicy")
+router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhookendpoint")
+router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhookdelivery")
 
 urlpatterns = [path("brand/", BrandProfileView.as_view(), name="api_brand"), *router.urls]

@@ -39,6 +39,34 @@ app.conf.beat_schedule = {
         "schedule": 60,
         "args": ("inventory.expire_reservations",),
     },
+    # Expiry, escalation, daily digests and lost webhook publishes of approval requests.
+    "approvals-sweep": {
+        "task": "workers.fan_out",
+        "schedule": 5 * 60,
+        "args": ("approvals.sweep",),
+    },
+    # Outbox relay and webhook retries: idempotent and cheap when idle, so they go through
+    # outbox.fan_out, which skips workers.fan_out's per-tick dedupe claims (see there).
+    "outbox-relay": {
+        "task": "outbox.fan_out",
+        "schedule": settings.KEEL_OUTBOX_RELAY_SECONDS,
+        "args": ("outbox.relay",),
+    },
+    "webhooks-send-due": {
+        "task": "outbox.fan_out",
+        "schedule": 10,
+        "args": ("webhooks.send_due",),
+    },
+    "outbox-cleanup": {
+        "task": "workers.fan_out",
+        "schedule": 60 * 60,
+        "args": ("outbox.cleanup",),
+    },
+    "webhooks-cleanup": {
+        "task": "workers.fan_out",
+        "schedule": 60 * 60,
+        "args": ("webhooks.cleanup",),
+    },
     "tenants-refill-pool": {
         "task": "tenants.refill_schema_pool",
         "schedule": 5 * 60,

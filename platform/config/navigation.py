@@ -5,6 +5,7 @@ later features bring (Catalog, Inventory, Orders, Purchasing, Forecasts, Approva
 Connections) register here with their permission when they land.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.urls import reverse
@@ -17,6 +18,14 @@ class Section:
     label: str
     url_name: str
     permission: str
+    # A count shown beside the label (e.g. approvals waiting for this person).
+    badge: Callable[[object], int] | None = None
+
+
+def _approvals_waiting(user) -> int:
+    from approvals.services import pending_count_for
+
+    return pending_count_for(user)
 
 
 SECTIONS: list[Section] = [
@@ -27,9 +36,11 @@ SECTIONS: list[Section] = [
     Section("Inventory", "inventory:stock", "stock.view"),
     Section("Orders", "orders:list", "orders.view"),
     Section("Review queue", "orders:review", "orders.manage"),
+    Section("Approvals", "approvals:inbox", "approvals.view", badge=_approvals_waiting),
     Section("Imports", "imports:upload", "catalog.import"),
     Section("Team", "accounts:team", "team.view"),
     Section("API keys", "accounts:api_keys", "apikeys.view"),
+    Section("Webhooks", "webhooks:endpoints", "webhooks.manage"),
     Section("Activity", "audit:activity", "activity.view"),
     Section("Workers", "worker_health", "workers.view"),
     Section("Settings", "accounts:brand_settings", "brand.view"),
@@ -54,6 +65,13 @@ def visible_sections(user, current: str = "", namespace: str = "") -> list[dict]
         if ns:
             marked.add(ns)
         out.append(
-            {"label": s.label, "url": reverse(s.url_name), "url_name": s.url_name, "active": active}
+            {
+                "label": s.label,
+                "url": reverse(s.url_name),
+                "url_name": s.url_name,
+                "active": active,
+                "badge": s.badge(user) if s.badge else None,
+                "badge_id": "nav-count-" + s.url_name.replace(":", "-"),
+            }
         )
     return out

@@ -95,6 +95,9 @@ TENANT_APPS = [
     "catalog",
     "inventory",
     "orders",
+    "approvals",
+    "outbox",
+    "webhooks",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -284,6 +287,46 @@ CELERY_BROKER_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT
 CELERY_TASK_TIME_LIMIT = 15 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
 CELERY_BEAT_LOCK_TTL = 60
+
+# --- Outbox and partner webhooks (platform/outbox, platform/webhooks) -------------------
+# Fernet keys for secrets Keel must use again (webhook signing secrets, connector
+# credentials): comma-separated, the first encrypts, every one decrypts (rotation: see
+# config.crypto and `manage.py rotate_secrets`). A dedicated key, never SECRET_KEY.
+KEEL_FERNET_KEYS = env_list("KEEL_FERNET_KEYS", [])
+if not KEEL_FERNET_KEYS:
+    if not DEBUG:
+        raise RuntimeError("KEEL_FERNET_KEYS must be set when DEBUG is off")
+    # Public, development-only key: anything encrypted with it is readable by anyone.
+    KEEL_FERNET_KEYS = ["a2VlbC1kZXYtb25seS1pbnNlY3VyZS1mZXJuZXQtayE="]
+# How often beat relays every brand's outbox (commits also kick a relay at once).
+KEEL_OUTBOX_RELAY_SECONDS = float(os.environ.get("KEEL_OUTBOX_RELAY_SECONDS", "5"))
+# A failing handler is retried after 30 s, 1 min, 2 min … (at most 1 h apart); after
+# this many failures its message is parked until a person retries it.
+KEEL_OUTBOX_MAX_ATTEMPTS = 8
+KEEL_OUTBOX_RETRY_BASE_SECONDS = 30
+KEEL_OUTBOX_RETRY_MAX_SECONDS = 3600
+# A published message whose task has not finished after this long is published again
+# (the broker may have lost it); consumers drop the duplicate if both arrive.
+KEEL_OUTBOX_REPUBLISH_AFTER_SECONDS = 900
+# Stock changes of one SKU × warehouse are sent once quiet for this long (or at the latest
+# this long after the first change).
+KEEL_OUTBOX_STOCK_DEBOUNCE_SECONDS = 2
+KEEL_OUTBOX_STOCK_MAX_WAIT_SECONDS = 30
+KEEL_OUTBOX_RETENTION_DAYS = 7
+# Allow http:// and private/loopback webhook targets: development and tests only.
+KEEL_WEBHOOKS_ALLOW_PRIVATE = env_bool("KEEL_WEBHOOKS_ALLOW_PRIVATE", default=DEBUG)
+# Retries after 1 min, doubling up to 8 h apart: 12 attempts span about 24 h.
+KEEL_WEBHOOK_MAX_ATTEMPTS = 12
+KEEL_WEBHOOK_RETRY_BASE_SECONDS = 60
+KEEL_WEBHOOK_RETRY_MAX_SECONDS = 8 * 3600
+KEEL_WEBHOOK_RETENTION_DAYS = 30
+
+# --- Connectors and sync (connectors/, platform/sync) ----------------------------------
+# Third-party connector plugins to load, by entry point name (comma-separated); unset:
+# every installed one. Built-in connectors always load.
+KEEL_CONNECTOR_PLUGINS = env_list("KEEL_CONNECTOR_PLUGINS", []) or None
+# Let connectors call http:// and private or loopback hosts: local fake servers in tests.
+KEEL_CONNECTOR_EGRESS_PERMISSIVE = env_bool("KEEL_CONNECTOR_EGRESS_PERMISSIVE", default=False)
 
 # --- Logging ---------------------------------------------------------------------------
 LOGGING = {

@@ -14,6 +14,9 @@ Decisions:
   sellable rows of inactive warehouses and null for other statuses, which are never
   promised.
 - Receiving a transfer without `lines` receives the rest of every line.
+- An adjustment goes through the brand's approval policy (inventory.services.
+  request_adjustment): above the threshold it answers 202 with the waiting request and
+  posts only when approved; `POST /approval-requests/{id}/approve/` decides it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from approvals.models import ApprovalRequest, RequestState
 from catalog.models import SKU
 from config.api import IDEMPOTENCY_KEY, QueryFilter, QueryParamFilter, error_responses
 from idempotency.services import idempotent
@@ -272,6 +276,30 @@ class OperationSerializer(serializers.Serializer):
     movements = MovementSerializer(many=True)
 
 
+class PendingAdjustmentSerializer(serializers.Serializer):
+    """An adjustment waiting for approval: nothing is in the ledger yet."""
+
+    adjustment_request = serializers.IntegerField(source="pk")
+    state = serializers.CharField(help_text="pending until approved, then posted.")
+    sku = serializers.IntegerField(source="sku_id")
+    warehouse = serializers.IntegerField(source="warehouse_id")
+    status = serializers.CharField()
+    delta = serializers.IntegerField()
+    value = serializers.DecimalField(max_digits=16, decimal_places=4, allow_null=True)
+    currency = serializers.CharField()
+    approval_request = serializers.SerializerMethodField(
+        help_text="Id of the approval request (see /api/v1/approval-requests/)."
+    )
+
+    def get_approval_request(self, obj) -> int | None:
+        return (
+            ApprovalRequest.objects.for_subject(services.STOCK_ADJUSTMENT, obj.pk)
+            .filter(state=RequestState.PENDING)
+            .values_list("pk", flat=True)
+            .first()
+        )
+
+
 # Which body fields each kind takes: (required, optional). Anything else is refused so a
 # client never believes a field it sent (say `delta` on a receipt) had an effect.
 MOVEMENT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
@@ -324,8 +352,11 @@ class MovementCreateSerializer(serializers.Serializer):
         return attrs
 
 
-def apply_movement(data: dict) -> services.Operation:
-    """Hand a validated movement request to the service for its kind."""
+def apply_movement(
+    data: dict, *, requested_by: object = None
+) -> services.Operation | services.AdjustmentOutcome:
+    """Hand a validated movement request to the service for its kind. Adjustments go
+    through the approval policy and may come back waiting instead of posted."""
     kind, sku, warehouse = data["kind"], data["sku"], data["warehouse"]
     note = data.get("note", "")
     reference = Reference(data.get("reference_type", ""), data.get("reference_id", ""))
@@ -349,13 +380,14 @@ def apply_movement(data: dict) -> services.Operation:
             note=note,
         )
     if kind == MovementKind.ADJUSTMENT:
-        return services.adjust(
+        return services.request_adjustment(
             sku=sku,
             warehouse=warehouse,
             delta=data["delta"],
             reason_code=data["reason_code"],
             status=stock_status,
             note=note,
+            requested_by=requested_by,
         )
     return services.change_status(
         sku=sku,
@@ -397,14 +429,31 @@ class MovementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @extend_schema(
         request=MovementCreateSerializer,
         parameters=[IDEMPOTENCY_KEY],
-        responses={201: OperationSerializer, **error_responses(400, 409, 422)},
+        responses={
+            201: OperationSerializer,
+            202: PendingAdjustmentSerializer,
+            **error_responses(400, 409, 422),
+        },
     )
     @idempotent
     def create(self, request) -> Response:
-        """Record a receipt, adjustment, return or status change. Honours Idempotency-Key."""
+        """Record a receipt, adjustment, return or status change. Honours Idempotency-Key.
+
+        An adjustment the brand's approval policy holds back answers 202 with the waiting
+        request instead of ledger rows; it posts when approved.
+        """
         data = MovementCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        operation = apply_movement(data.validated_data)
+        person = request.user if request.auth is None else None
+        result = apply_movement(data.validated_data, requested_by=person)
+        if isinstance(result, services.AdjustmentOutcome):
+            if result.pending:
+                return Response(
+                    PendingAdjustmentSerializer(result.request).data,
+                    status=status.HTTP_202_ACCEPTED,
+                )
+            result = result.operation
+        operation = result
         for movement in operation.movements:
             # The service wrote these rows for exactly this SKU and warehouse.
             movement.sku = data.validated_data["sku"]

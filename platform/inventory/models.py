@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Lower
@@ -325,3 +326,62 @@ class CountLine(models.Model):
     @property
     def variance(self) -> int:
         return self.counted - self.expected
+
+
+class AdjustmentState(models.TextChoices):
+    PENDING = "pending", "Waiting for approval"
+    POSTED = "posted", "Posted"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class StockAdjustmentRequest(models.Model):
+    """An adjustment worth enough that an approval policy holds it back (the approvals
+    subject "stock_adjustment"). It posts, through inventory.services.adjust, only when its
+    approval request is approved; until then nothing in the ledger changes.
+
+    `version` goes up with every edit; an approval covers one version, so an edit upward
+    re-opens approval (approvals.services.subject_changed).
+    """
+
+    sku = models.ForeignKey(SKU, on_delete=models.PROTECT, related_name="+")
+    warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=StockStatus.choices)
+    delta = models.IntegerField()
+    reason_code = models.CharField(max_length=16, choices=ReasonCode.choices)
+    note = models.CharField(max_length=500, blank=True)
+    # |delta| × unit cost in the brand's currency when it was last valued; null when the
+    # SKU has no cost in that currency.
+    value = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3)
+    version = models.PositiveIntegerField(default=1)
+    state = models.CharField(
+        max_length=10, choices=AdjustmentState.choices, default=AdjustmentState.PENDING
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    requested_by_label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # Why it did not post (rejection reason, expiry, cancellation).
+    resolution = models.TextField(blank=True)
+    # The ledger operation it posted as, and the approval's continuation key.
+    operation_id = models.UUIDField(null=True, blank=True)
+    continuation_key = models.CharField(max_length=80, null=True, blank=True, unique=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(delta=0), name="adjustment_request_not_zero"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(operation_id__isnull=True) | models.Q(state="posted"),
+                name="only_posted_adjustments_have_operations",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Adjustment request #{self.pk}: {self.delta:+d} × {self.sku_id}@{self.warehouse_id}"

@@ -18,23 +18,31 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import User
+from approvals import services as approvals
+from approvals.models import ApprovalRequest, RequestState
+from approvals.registry import Facts
 from audit.context import current_actor
 from audit.services import record
 from catalog.models import SKU, BundleComponent
 from inventory.models import (
+    AdjustmentState,
     CountLine,
     CountStatus,
     CycleCount,
     MovementKind,
+    ReasonCode,
     Reservation,
     ReservationKind,
     ReservationStatus,
+    StockAdjustmentRequest,
     StockBalance,
     StockEvent,
     StockMovement,
@@ -361,22 +369,30 @@ def adjust(
     reason_code: str,
     status: str = SELLABLE,
     note: str = "",
+    reference: Reference = Reference(),
 ) -> Operation:
-    from inventory.models import ReasonCode
+    """Post an adjustment now. People's adjustments go through `request_adjustment`,
+    which applies the approval policy first; this is the posting step (and the path of
+    imports and other system corrections)."""
+    _check_adjustment(sku, delta, reason_code, status)
+    return _apply(
+        [Change(sku.pk, warehouse.pk, _status(status), delta, kind=MovementKind.ADJUSTMENT)],
+        action="stock.adjusted",
+        reason_code=reason_code,
+        reference=reference,
+        note=note,
+    )
 
+
+def _check_adjustment(sku: SKU, delta: int, reason_code: str, status: str) -> None:
     if not isinstance(delta, int) or isinstance(delta, bool) or delta == 0:
         raise StockError(
             "An adjustment changes stock by a whole number, not zero.", "invalid_quantity"
         )
     if reason_code not in ReasonCode.values:
         raise StockError("Choose a reason for the adjustment.", "reason_required")
+    _status(status)
     _no_bundle(sku)
-    return _apply(
-        [Change(sku.pk, warehouse.pk, _status(status), delta, kind=MovementKind.ADJUSTMENT)],
-        action="stock.adjusted",
-        reason_code=reason_code,
-        note=note,
-    )
 
 
 def change_status(
@@ -628,6 +644,54 @@ def reserve(
     return reservations
 
 
+def reserve_many(
+    requests: Sequence[tuple[Sequence[ReserveLine], Reference]], *, kind: str
+) -> list[Reservation]:
+    """Reserve several references' lines in ONE locked pass (bulk ingestion).
+
+    All or nothing, like `reserve`: the balance rows of every request are locked together
+    in the usual order and checked before anything is written. Each (reference, SKU,
+    warehouse) gets one reservation row.
+    """
+    if kind not in ReservationKind.values:
+        raise StockError(f"Unknown reservation kind {kind!r}.", "invalid_kind")
+    rows: dict[tuple[str, str, int, int], list] = {}
+    for lines, reference in requests:
+        if not reference.type or not reference.id:
+            raise StockError("A reservation needs a reference.", "reference_required")
+        for sku_id, wh_id, quantity, bundle_id in expand_bundles(lines):
+            key = (reference.type, reference.id, sku_id, wh_id)
+            if key in rows:
+                rows[key][0] += quantity
+            else:
+                rows[key] = [quantity, bundle_id]
+    if not rows:
+        return []
+    totals: dict[tuple[int, int], int] = defaultdict(int)
+    for (_, _, sku_id, wh_id), (quantity, _) in rows.items():
+        totals[(sku_id, wh_id)] += quantity
+    with transaction.atomic():
+        _apply(
+            [Change(s, w, SELLABLE, reserved=q) for (s, w), q in sorted(totals.items())],
+            action="stock.reserved",
+            reference=Reference("batch", str(len(requests))),
+        )
+        return Reservation.objects.bulk_create(
+            [
+                Reservation(
+                    sku_id=sku_id,
+                    warehouse_id=wh_id,
+                    quantity=quantity,
+                    kind=kind,
+                    bundle_sku_id=bundle_id,
+                    reference_type=ref_type,
+                    reference_id=ref_id,
+                )
+                for (ref_type, ref_id, sku_id, wh_id), (quantity, bundle_id) in rows.items()
+            ]
+        )
+
+
 def _close(reservations: Q, *, consume: bool, action: str) -> list[Reservation]:
     with transaction.atomic():
         rows = list(
@@ -807,3 +871,256 @@ def bundle_availability(
         wh: min(stock.get((component, wh), 0) // per for component, per in components)
         for wh in warehouse_ids
     }
+
+
+# --- Adjustments behind approval -------------------------------------------------------
+#
+# A person's adjustment (the adjust page, POST /api/v1/movements/ kind adjustment) goes
+# through `request_adjustment`: when the brand's stock-adjustment policy applies — by
+# default, value |delta| × unit cost above 500 in the brand currency, or a SKU without a
+# cost in that currency — it becomes a StockAdjustmentRequest waiting for approval and
+# the ledger does not change. Approval posts it once through `adjust`, with reference
+# ("approval_request", <id>); rejection, expiry and cancellation close it unposted.
+
+STOCK_ADJUSTMENT = "stock_adjustment"
+
+
+@dataclass(frozen=True)
+class AdjustmentOutcome:
+    """Posted now (`operation`), or waiting for approval (`request`, `approval`)."""
+
+    operation: Operation | None = None
+    request: StockAdjustmentRequest | None = None
+    approval: ApprovalRequest | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.operation is None
+
+
+def adjustment_value(sku: SKU, delta: int, currency: str) -> Decimal | None:
+    """|delta| × unit cost in `currency`; None when the SKU has no cost in it (Keel does
+    not convert currencies, and an unknown value must not count as a small one)."""
+    if sku.unit_cost is None or (sku.cost_currency or "").upper() != currency.upper():
+        return None
+    return abs(delta) * sku.unit_cost
+
+
+def on_hand(sku_id: int, warehouse_id: int, status: str) -> tuple[int, int]:
+    row = (
+        StockBalance.objects.filter(sku_id=sku_id, warehouse_id=warehouse_id, status=status)
+        .values_list("quantity", "reserved")
+        .first()
+    )
+    return row or (0, 0)
+
+
+def _check_postable(sku: SKU, warehouse: Warehouse, status: str, delta: int) -> None:
+    """Refuse, as `adjust` would, a removal the stock there cannot cover right now: an
+    approver should never be asked to approve what cannot post."""
+    if delta >= 0:
+        return
+    quantity, reserved = on_hand(sku.pk, warehouse.pk, status)
+    available = quantity - reserved if status == SELLABLE else quantity
+    if available + delta < 0:
+        raise InsufficientStock(sku.code, warehouse.code, status, max(available, 0), -delta)
+
+
+def adjustment_facts(adjustment: StockAdjustmentRequest) -> Facts:
+    """What the stock-adjustment policy looks at."""
+    quantity, _ = on_hand(adjustment.sku_id, adjustment.warehouse_id, adjustment.status)
+    sku = adjustment.sku
+    title = f"Adjust {sku.code} at {adjustment.warehouse.code} by {adjustment.delta:+d}"
+    if adjustment.status != SELLABLE:
+        title += f" ({StockStatus(adjustment.status).label.lower()})"
+    return Facts(
+        title=title,
+        amount=adjustment.value,
+        # Share of what is there now; unknown when nothing is there to compare with.
+        variance_pct=(Decimal(abs(adjustment.delta) * 100) / quantity if quantity > 0 else None),
+        tags=frozenset(sku.tags) | frozenset(sku.product.tags),
+        version=adjustment.version,
+    )
+
+
+def _operation(operation_id: uuid.UUID) -> Operation:
+    return Operation(
+        operation_id,
+        movements=list(StockMovement.objects.filter(operation_id=operation_id).order_by("id")),
+    )
+
+
+def request_adjustment(
+    *,
+    sku: SKU,
+    warehouse: Warehouse,
+    delta: int,
+    reason_code: str,
+    status: str = SELLABLE,
+    note: str = "",
+    requested_by: object = None,
+) -> AdjustmentOutcome:
+    """Adjust stock, or hold the adjustment for approval when the brand's policy says so.
+
+    Invalid adjustments (zero, no reason, a bundle, more than is there) are refused with
+    the same StockError either way. `requested_by` is the person asking (None for an API
+    key); they cannot approve their own request unless the policy allows it.
+    """
+    _check_adjustment(sku, delta, reason_code, status)
+    currency = approvals.current_brand().currency
+    draft = StockAdjustmentRequest(
+        sku=sku,
+        warehouse=warehouse,
+        status=status,
+        delta=delta,
+        reason_code=reason_code,
+        note=note[:500],
+        value=adjustment_value(sku, delta, currency),
+        currency=currency,
+    )
+    if approvals.requirement(STOCK_ADJUSTMENT, adjustment_facts(draft)) is None:
+        return AdjustmentOutcome(
+            operation=adjust(
+                sku=sku,
+                warehouse=warehouse,
+                delta=delta,
+                reason_code=reason_code,
+                status=status,
+                note=note,
+            )
+        )
+    with transaction.atomic():
+        _check_postable(sku, warehouse, status, delta)
+        person = requested_by if isinstance(requested_by, User) else None
+        draft.requested_by = person
+        draft.requested_by_label = (person.email if person else current_actor().label)[:200]
+        draft.save()
+        record(
+            "stock.adjustment_requested",
+            obj=draft,
+            changes={
+                "sku": sku.code,
+                "warehouse": warehouse.code,
+                "status": status,
+                "delta": delta,
+                "value": None if draft.value is None else str(draft.value),
+                "reason": reason_code,
+            },
+        )
+        outcome = approvals.open_request(STOCK_ADJUSTMENT, draft.pk, requested_by=requested_by)
+        if outcome.state == approvals.NOT_REQUIRED:
+            # The policy changed between the check above and now: post as if ungated.
+            _post_adjustment(draft, Reference(), key=None)
+    draft.refresh_from_db()
+    if draft.state == AdjustmentState.POSTED:
+        return AdjustmentOutcome(_operation(draft.operation_id), draft, outcome.request)
+    assert outcome.state == RequestState.PENDING
+    return AdjustmentOutcome(None, draft, outcome.request)
+
+
+def change_adjustment_request(
+    adjustment: StockAdjustmentRequest, *, delta: int, requested_by: object = None
+) -> AdjustmentOutcome:
+    """Change the quantity of an adjustment still waiting for approval.
+
+    A larger value than the approval covers re-opens approval (the pending request is
+    superseded, approvals given so far no longer count); a smaller one keeps it.
+    """
+    with transaction.atomic():
+        # The subject lock first, as every approvals path takes it: edits and decisions on
+        # one adjustment queue instead of deadlocking.
+        approvals.lock_subject(STOCK_ADJUSTMENT, adjustment.pk)
+        adjustment = (
+            StockAdjustmentRequest.objects.select_for_update(of=("self",))
+            .select_related("sku__product", "warehouse")
+            .get(pk=adjustment.pk)
+        )
+        if adjustment.state != AdjustmentState.PENDING:
+            raise StockError(
+                f"This adjustment is {adjustment.get_state_display().lower()}; it cannot change.",
+                "adjustment_closed",
+            )
+        _check_adjustment(adjustment.sku, delta, adjustment.reason_code, adjustment.status)
+        _check_postable(adjustment.sku, adjustment.warehouse, adjustment.status, delta)
+        before = (adjustment.delta, adjustment.version)
+        adjustment.delta = delta
+        adjustment.value = adjustment_value(adjustment.sku, delta, adjustment.currency)
+        adjustment.version += 1
+        adjustment.save(update_fields=["delta", "value", "version"])
+        record(
+            "stock.adjustment_request_changed",
+            obj=adjustment,
+            changes={"delta": [before[0], delta], "version": [before[1], adjustment.version]},
+        )
+        outcome = approvals.subject_changed(
+            STOCK_ADJUSTMENT, adjustment.pk, adjustment.value, requested_by=requested_by
+        )
+        if outcome.state == approvals.NOT_REQUIRED:
+            _post_adjustment(adjustment, Reference(), key=None)
+    adjustment.refresh_from_db()
+    if adjustment.state == AdjustmentState.POSTED:
+        return AdjustmentOutcome(_operation(adjustment.operation_id), adjustment, outcome.request)
+    return AdjustmentOutcome(None, adjustment, outcome.request)
+
+
+def _post_adjustment(
+    adjustment: StockAdjustmentRequest, reference: Reference, key: str | None
+) -> Operation:
+    operation = adjust(
+        sku=adjustment.sku,
+        warehouse=adjustment.warehouse,
+        delta=adjustment.delta,
+        reason_code=adjustment.reason_code,
+        status=adjustment.status,
+        note=adjustment.note,
+        reference=reference,
+    )
+    adjustment.state = AdjustmentState.POSTED
+    adjustment.operation_id = operation.operation_id
+    adjustment.continuation_key = key
+    adjustment.closed_at = timezone.now()
+    adjustment.save(update_fields=["state", "operation_id", "continuation_key", "closed_at"])
+    return operation
+
+
+def post_approved_adjustment(request: ApprovalRequest, key: str) -> None:
+    """The approval's continuation: post the adjustment, exactly once.
+
+    Runs inside the approving transaction. A posted adjustment (same key) is left alone;
+    one that changed since the request opened, or can no longer post, refuses the
+    approval (the StockError reaches the approver and nothing is recorded).
+    """
+    adjustment = (
+        StockAdjustmentRequest.objects.select_for_update(of=("self",))
+        .select_related("sku", "warehouse")
+        .get(pk=int(request.subject_id))
+    )
+    if adjustment.state == AdjustmentState.POSTED and adjustment.continuation_key == key:
+        return
+    if adjustment.state != AdjustmentState.PENDING:
+        raise StockError(
+            f"This adjustment is {adjustment.get_state_display().lower()}; it cannot post.",
+            "adjustment_closed",
+        )
+    if adjustment.version != request.subject_version:
+        raise StockError(
+            "The adjustment changed after this approval request was opened.",
+            "adjustment_changed",
+        )
+    _post_adjustment(adjustment, Reference("approval_request", str(request.pk)), key)
+
+
+def close_adjustment_request(request: ApprovalRequest, state: str) -> None:
+    """Rejected, expired or cancelled: the adjustment closes unposted, with the reason."""
+    adjustment = StockAdjustmentRequest.objects.select_for_update().get(pk=int(request.subject_id))
+    if adjustment.state != AdjustmentState.PENDING:
+        return
+    adjustment.state = state
+    adjustment.resolution = request.resolution
+    adjustment.closed_at = timezone.now()
+    adjustment.save(update_fields=["state", "resolution", "closed_at"])
+    record(
+        f"stock.adjustment_{state}",
+        obj=adjustment,
+        changes={"state": [AdjustmentState.PENDING, state], "reason": request.resolution},
+    )

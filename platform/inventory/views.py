@@ -233,14 +233,21 @@ class AdjustView(StockActionView):
     submit_label = "Adjust"
 
     def perform(self, data: dict) -> str:
-        services.adjust(
+        outcome = services.request_adjustment(
             sku=data["sku"],
             warehouse=data["warehouse"],
             delta=data["quantity"],
             reason_code=data["reason_code"],
             status=data["status"],
             note=data["note"],
+            requested_by=self.request.user,
         )
+        if outcome.pending:
+            return (
+                f"The adjustment of {data['sku'].code} at {data['warehouse'].code} by "
+                f"{data['quantity']:+d} needs approval: it posts once approved. Follow it in "
+                f"Approvals › My requests (request #{outcome.approval.pk})."
+            )
         return f"Adjusted {data['sku'].code} at {data['warehouse'].code} by {data['quantity']:+d}."
 
 

@@ -24,13 +24,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.context import current_actor
-from audit.services import record
+from audit.services import record, record_many
 from catalog.models import SKU, BundleComponent, ListingMapping
 from catalog.services import resolve_listing
 from inventory import services as stock
 from inventory.models import Warehouse
 from inventory.services import InsufficientStock, Reference, ReserveLine
 from orders import routing
+from orders.events import order_event
 from orders.models import (
     DecisionLayer,
     FulfillmentLine,
@@ -49,6 +50,7 @@ from orders.models import (
     ServiceLevel,
     ShipType,
 )
+from outbox.services import publish_domain_event
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +242,7 @@ def _create(data: OrderInput) -> Order:
     record(
         "order.received", obj=order, changes={"channel": order.channel, "lines": len(data.lines)}
     )
+    publish_domain_event("order.created", order.pk, lambda: order_event(order))
     if data.status == "cancelled":
         _cancel(order, "Cancelled on the channel before Keel saw it.")
     return order
@@ -297,6 +300,9 @@ def _update(order: Order, data: OrderInput) -> IngestResult:
     if lines_changed:
         logged["lines"] = changes["lines"]
     record("order.updated", obj=order, changes=logged)
+    publish_domain_event(
+        "order.updated", order.pk, lambda: order_event(order, changed=sorted(logged))
+    )
     routing_relevant = lines_changed or any(
         k.startswith("ship_") or k in ("order_type", "service_level", "fraud_flag") for k in changes
     )
@@ -599,6 +605,9 @@ def _route_new(order: Order, *, exclude: frozenset[int] = frozenset()) -> None:
                 "confidence": decision.confidence,
             },
         )
+        publish_domain_event(
+            "order.routed", order.pk, lambda layer=decision.layer: order_event(order, layer=layer)
+        )
         return
 
 
@@ -683,6 +692,7 @@ def _cancel(order: Order, reason: str) -> None:
     order.hold_detail = ""
     order.save(update_fields=["status", "hold_reason", "hold_detail", "updated_at"])
     record("order.cancelled", obj=order, changes={"reason": reason})
+    publish_domain_event("order.cancelled", order.pk, lambda: order_event(order, reason=reason))
 
 
 def cancel_order(order: Order, *, reason: str = "Cancelled by a person.") -> Order:
@@ -762,6 +772,7 @@ def choose_plan(order: Order, *, allocations: dict[str, list[int]], actor, note:
         _fulfill_plan(order, lines, plan, None, decision)
         _set_status(order, OrderStatus.ROUTED)
         record("order.routed", obj=order, changes={"layer": "manual", "plan": allocations})
+        publish_domain_event("order.routed", order.pk, lambda: order_event(order, layer="manual"))
     return order
 
 
@@ -962,3 +973,227 @@ def suggested_rules(*, minimum: int = 3) -> list[dict]:
         for (country, state, code), n in sorted(counts.items(), key=lambda kv: -kv[1])
         if n >= minimum
     ]
+
+
+# --- Bulk ingestion --------------------------------------------------------------------
+
+
+def ingest_orders(batch: Sequence[OrderInput]) -> list[IngestResult]:
+    """Ingest a page of orders (a connector's page, a backfill) in one transaction.
+
+    Same outcome as calling `ingest_order` for each in turn, at a fraction of the cost:
+    the rules, warehouses, SKUs and stock are read once; the sellable rows of every SKU in
+    the batch are locked up front, so decisions made against that stock cannot be undercut
+    by another writer; orders, lines, decisions, fulfillment orders, reservations and
+    activity are written in bulk. Updates to known orders, and orders needing the unmapped
+    queue, take the one-at-a-time path inside the same transaction.
+    """
+    for data in batch:
+        _validate(data)
+    keys = [(d.channel, d.external_id) for d in batch]
+    if len(set(keys)) != len(keys):
+        # Repeats inside one page apply in order through the single path.
+        with transaction.atomic():
+            return [ingest_order(d) for d in batch]
+    with transaction.atomic():
+        existing = {
+            (o.channel, o.external_id): o
+            for o in Order.objects.select_for_update().filter(
+                channel__in={c for c, _ in keys}, external_id__in={e for _, e in keys}
+            )
+        }
+        results: dict[int, IngestResult] = {}
+        fresh: list[tuple[int, OrderInput]] = []
+        for i, data in enumerate(batch):
+            order = existing.get((data.channel, data.external_id))
+            if order is not None:
+                results[i] = _update(order, data)
+            else:
+                fresh.append((i, data))
+        for i, order in _bulk_route(fresh):
+            results[i] = IngestResult(order, created=True, applied=True)
+    return [results[i] for i in range(len(batch))]
+
+
+def _bulk_route(fresh: list[tuple[int, OrderInput]]) -> list[tuple[int, Order]]:
+    if not fresh:
+        return []
+    orders = Order.objects.bulk_create(
+        [
+            Order(
+                channel=d.channel,
+                external_id=d.external_id,
+                placed_at=d.placed_at,
+                channel_updated_at=d.updated_at,
+                total=d.total
+                if d.total is not None
+                else sum((ln.unit_price * ln.quantity for ln in d.lines), Decimal("0")),
+                **{f: getattr(d, f) for f in HEADER_FIELDS},
+            )
+            for _, d in fresh
+        ]
+    )
+    mapped: dict[tuple[str, str], int] = {
+        (c, e): s
+        for c, e, s in ListingMapping.objects.filter(
+            channel__in={o.channel for o in orders},
+            external_sku__in={ln.external_sku for _, d in fresh for ln in d.lines},
+        ).values_list("channel", "external_sku", "sku_id")
+    }
+    all_lines = OrderLine.objects.bulk_create(
+        [
+            OrderLine(
+                order=order,
+                external_line_id=ln.external_line_id,
+                external_sku=ln.external_sku,
+                external_listing_id=ln.external_listing_id,
+                sku_id=mapped.get((order.channel, ln.external_sku)),
+                title=ln.title[:255],
+                quantity=ln.quantity,
+                unit_price=ln.unit_price,
+            )
+            for order, (_, d) in zip(orders, fresh, strict=True)
+            for ln in d.lines
+        ]
+    )
+    data_of = {o.pk: d for o, (_, d) in zip(orders, fresh, strict=True)}
+    lines_of: dict[int, list[OrderLine]] = defaultdict(list)
+    for line in all_lines:
+        lines_of[line.order_id].append(line)
+    activity = [
+        ("order.received", o, {"channel": o.channel, "lines": len(lines_of[o.pk])}) for o in orders
+    ]
+
+    cfg = _settings()
+    version, rules = published_rules()
+    warehouses = {w.pk: w for w in Warehouse.objects.filter(is_active=True)}
+    infos = [_warehouse_info(w) for w in warehouses.values()]
+    codes = {w.pk: w.code for w in warehouses.values()}
+    catalog = sku_facts(ln.sku_id for ln in all_lines if ln.sku_id)
+    stock_skus = {c for comps in catalog.components.values() for c, _ in comps} | {
+        s for s, sku in catalog.skus.items() if not sku.is_bundle
+    }
+    # Lock first, then read: the stock these decisions spend is ours until commit.
+    list(
+        stock.StockBalance.objects.select_for_update()
+        .filter(sku_id__in=stock_skus, status=stock.SELLABLE)
+        .order_by("sku_id", "warehouse_id", "status")
+        .values_list("pk")
+    )
+    atp = stock.available_to_promise(sku_ids=stock_skus) if stock_skus else {}
+    weights, threshold, now = _weights(cfg), float(cfg.confidence_threshold), timezone.now()
+    actor_label = current_actor().label[:200]
+
+    routed: list[tuple[Order, routing.Decision, RoutingDecision]] = []
+    one_by_one: list[Order] = []
+    for order, (_, data) in zip(orders, fresh, strict=True):
+        lines = lines_of[order.pk]
+        needs_single = (
+            data.status == "cancelled"
+            or order.fraud_flag
+            or any(ln.sku_id is None for ln in lines)
+            or _address_problem(order)
+        )
+        if needs_single:
+            one_by_one.append(order)  # holds and cancellations: the single path says why
+            continue
+        facts = order_facts(order, lines, now=now, catalog=catalog)
+        decision = routing.decide(
+            facts, warehouses=infos, atp=atp, rules=rules, threshold=threshold, weights=weights
+        )
+        if decision.layer in ("hold", "review"):
+            one_by_one.append(order)
+            continue
+        for wh_id, line_ids in decision.plan.allocations:
+            for line_id in line_ids:
+                line = next(ln for ln in lines if ln.pk == line_id)
+                for sku_id, qty in (
+                    routing.LineInfo(
+                        line_id,
+                        line.sku_id,
+                        line.quantity,
+                        components=tuple(catalog.components.get(line.sku_id, ())),
+                    )
+                    .needs()
+                    .items()
+                ):
+                    atp[(sku_id, wh_id)] = atp.get((sku_id, wh_id), 0) - qty
+        routed.append(
+            (
+                order,
+                decision,
+                RoutingDecision(
+                    order=order,
+                    layer=decision.layer,
+                    rule_set_version=version,
+                    rule_name=decision.rule.name if decision.rule else "",
+                    inputs=_inputs(facts, {}, version, frozenset()),
+                    candidates=decision.candidates,
+                    chosen=decision.plan.as_json(codes),
+                    confidence=decision.confidence,
+                    explanation=decision.explanation,
+                    actor_label=actor_label,
+                ),
+            )
+        )
+
+    RoutingDecision.objects.bulk_create([r for _, _, r in routed])
+    fos: list[tuple[FulfillmentOrder, list[OrderLine]]] = []
+    for order, decision, record_ in routed:
+        by_id = {ln.pk: ln for ln in lines_of[order.pk]}
+        for wh_id, line_ids in decision.plan.allocations:
+            fo_lines = [by_id[i] for i in line_ids]
+            fos.append(
+                (
+                    FulfillmentOrder(
+                        order=order,
+                        warehouse=warehouses[wh_id],
+                        decision=record_,
+                        ship_type=decision.ship_type or _ship_type(fo_lines, catalog.skus, cfg),
+                    ),
+                    fo_lines,
+                )
+            )
+    FulfillmentOrder.objects.bulk_create([fo for fo, _ in fos])
+    FulfillmentLine.objects.bulk_create(
+        [
+            FulfillmentLine(fulfillment=fo, order_line=ln, sku_id=ln.sku_id, quantity=ln.quantity)
+            for fo, fo_lines in fos
+            for ln in fo_lines
+        ]
+    )
+    stock.reserve_many(
+        [
+            (
+                [
+                    ReserveLine(catalog.skus[ln.sku_id], fo.warehouse, ln.quantity)
+                    for ln in fo_lines
+                ],
+                Reference(*fo.reservation_reference),
+            )
+            for fo, fo_lines in fos
+        ],
+        kind="order_line",
+    )
+    for order, _, _ in routed:
+        order.status = OrderStatus.ROUTED
+    Order.objects.bulk_update([o for o, _, _ in routed], ["status"])
+    activity += [
+        ("order.routed", o, {"layer": d.layer, "plan": r.chosen, "confidence": d.confidence})
+        for o, d, r in routed
+    ]
+    record_many(activity)
+    for order in orders:
+        publish_domain_event("order.created", order.pk, lambda o=order: order_event(o))
+    for order, decision, _ in routed:
+        publish_domain_event(
+            "order.routed",
+            order.pk,
+            lambda o=order, layer=decision.layer: order_event(o, layer=layer),
+        )
+    for order in one_by_one:
+        if data_of[order.pk].status == "cancelled":
+            _cancel(order, "Cancelled on the channel before Keel saw it.")
+        else:
+            _route_new(order)
+    return [(i, order) for order, (i, _) in zip(orders, fresh, strict=True)]

@@ -1,6 +1,7 @@
 """Warehouses and stock over the REST API: levels, movements, transfers, reservations."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
@@ -137,7 +138,9 @@ def test_warehouse_validation_errors_name_fields(brand_a, owner_a):
 
 def test_receipt_then_adjustment_then_status_change(brand_a, owner_a):
     with in_schema(brand_a):
-        sku, wh = SKUFactory(code="TEE"), WarehouseFactory(code="MAIN")
+        # With a unit cost the 2-unit adjustment stays under the approval threshold.
+        sku = SKUFactory(code="TEE", unit_cost=Decimal("3.00"), cost_currency="USD")
+        wh = WarehouseFactory(code="MAIN")
     client = brand_client(brand_a, owner_a)
 
     receipt = client.post(
@@ -784,7 +787,8 @@ def test_openapi_schema_describes_catalog_and_stock_endpoints():
     assert create["requestBody"]["content"][JSON]["schema"] == {
         "$ref": "#/components/schemas/MovementCreateRequest"
     }
-    assert set(create["responses"]) == {"201", "400", "409", "422"}
+    # 202: an adjustment held for approval (approvals).
+    assert set(create["responses"]) == {"201", "202", "400", "409", "422"}
     assert {p["name"] for p in create["parameters"]} == {"Idempotency-Key"}
     assert {p["name"] for p in paths["/api/v1/stock-levels/"]["get"]["parameters"]} == {
         "cursor",

@@ -364,12 +364,56 @@ def run_processes(brand: Brand, orders: list[OrderInput]) -> float:
     return elapsed
 
 
+PAGE = 250  # a connector page
+
+
+def run_bulk(brand: Brand, orders: list[OrderInput], writers: int = 1) -> float:
+    """orders.services.ingest_orders over pages of PAGE, by `writers` forked processes
+    (each its own connection), the way sync workers ingest a channel page."""
+    pages = [orders[i : i + PAGE] for i in range(0, len(orders), PAGE)]
+    if writers == 1:
+        with schema_context(brand.schema_name):
+            services.ingest_orders(order_inputs("WARMB", 20, seed=31))
+            elapsed, _ = timed(lambda: [services.ingest_orders(p) for p in pages])
+        return elapsed
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(writers + 1)
+
+    def worker(n: int) -> None:
+        try:
+            with schema_context(brand.schema_name):
+                services.ingest_orders(order_inputs(f"WARMB{n}", 2, seed=40 + n))
+                barrier.wait()
+                for page in pages[n::writers]:
+                    services.ingest_orders(page)
+        except BaseException:
+            barrier.abort()
+            raise
+        finally:
+            connections.close_all()
+
+    connections.close_all()
+    processes = [context.Process(target=worker, args=(n,)) for n in range(writers)]
+    for p in processes:
+        p.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for p in processes:
+        p.join()
+    elapsed = time.perf_counter() - started
+    if any(p.exitcode != 0 for p in processes):
+        raise RuntimeError("bulk ingest processes failed")
+    return elapsed
+
+
 def bench_throughput(brand: Brand, count: int) -> dict:
+    bulk_s = run_bulk(brand, order_inputs("BLK", count, seed=4))
+    bulk2_s = run_bulk(brand, order_inputs("BL2", count, seed=5), writers=WRITERS)
     single = run_single(brand, order_inputs("ONE", count, seed=1))
     threaded_s = run_threads(brand, order_inputs("TWO", count, seed=2))
     processes_s = run_processes(brand, order_inputs("PRC", count, seed=6))
     with schema_context(brand.schema_name):
-        bench_orders = Order.objects.filter(external_id__regex=r"^(ONE|TWO|PRC)-")
+        bench_orders = Order.objects.filter(external_id__regex=r"^(ONE|TWO|PRC|BLK|BL2)-")
         statuses = Counter(bench_orders.values_list("status", flat=True))
         layers = Counter(
             RoutingDecision.objects.filter(order__in=bench_orders).values_list("layer", flat=True)
@@ -378,6 +422,10 @@ def bench_throughput(brand: Brand, count: int) -> dict:
     cpu_ms = single["python_cpu_ms"] + (single["pg_cpu_ms"] or 0)
     return {
         "orders": count,
+        "bulk_s": bulk_s,
+        "bulk_per_s": count / bulk_s,
+        "bulk2_s": bulk2_s,
+        "bulk2_per_s": count / bulk2_s,
         "single_s": single["wall_s"],
         "single_per_s": single_rate,
         "python_cpu_ms_per_order": single["python_cpu_ms"],
@@ -559,7 +607,17 @@ def report(result: dict) -> str:
     pg_cpu = "n/a" if t["pg_cpu_ms_per_order"] is None else f"{t['pg_cpu_ms_per_order']:.1f} ms"
     rows = [
         (
-            f"(1) ingest+reserve+route, 1 connection ({t['orders']:,} orders)",
+            f"(1) ingest+reserve+route, pages of {PAGE} (ingest_orders), 1 connection",
+            f"{t['bulk_per_s']:,.0f} orders/s  ({t['bulk_s']:.2f} s; "
+            f"{t['bulk_per_s'] / t['single_per_s']:.1f}x one-at-a-time)",
+        ),
+        (
+            f"    pages of {PAGE}, {t['writers']} processes",
+            f"{t['bulk2_per_s']:,.0f} orders/s  ({t['bulk2_s']:.2f} s; "
+            f"target >= {THROUGHPUT_TARGET:.0f}/s)",
+        ),
+        (
+            f"    one order per call (ingest_order), 1 connection ({t['orders']:,} orders)",
             f"{t['single_per_s']:,.0f} orders/s  ({t['single_s']:.2f} s)",
         ),
         (

@@ -99,6 +99,8 @@ def running_server(*, database_url: str, redis_url: str, log: Path) -> Iterator[
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "BASE_DOMAIN": "localhost",
+        # Tests own the pool: a signup must not queue refills a test worker might run.
+        "KEEL_SCHEMA_POOL_SIZE": "0",
         "PUBLIC_PORT": str(port),
         "DEBUG": "1",
         # No connection outlives its request: when the session ends and pytest-django

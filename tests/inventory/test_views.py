@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from accounts.roles import Role
@@ -35,8 +37,10 @@ def as_role(brand_a):
 
 @pytest.fixture
 def stocked():
-    """MUG-1 with 10 sellable at EAST; WEST empty."""
-    sku = SKUFactory(code="MUG-1", title="Camp mug")
+    """MUG-1 (unit cost 4.00 USD) with 10 sellable at EAST; WEST empty."""
+    # A cost keeps small adjustments under the default approval threshold; an uncosted
+    # SKU's adjustments wait for approval (tests/approvals covers that).
+    sku = SKUFactory(code="MUG-1", title="Camp mug", unit_cost=Decimal("4.00"), cost_currency="USD")
     east, west = WarehouseFactory(code="EAST"), WarehouseFactory(code="WEST")
     services.receive(sku=sku, warehouse=east, quantity=10)
     return sku, east, west

@@ -79,3 +79,14 @@ def test_concurrent_signups_share_the_pool_and_fall_back_to_cloning(committed):
     assert sorted(results) == ["brand_race_a", "brand_race_b", "brand_race_c"]
     assert Brand.objects.filter(kind="pool").count() == 0
     assert brand_schemas() == {"brand_race_a", "brand_race_b", "brand_race_c"}
+
+
+def test_same_slug_races_with_a_full_pool_still_provision_once(committed):
+    from tenants.services import refill_pool
+
+    refill_pool(4)
+    results = race(["race-pooled"] * 4)
+
+    assert sorted(results, key=str) == ["brand_race_pooled", "taken", "taken", "taken"]
+    assert brand_schemas() == {"brand_race_pooled"}
+    assert Brand.objects.filter(kind="pool").count() == 3

@@ -63,6 +63,7 @@ def child_env() -> dict[str, str]:
         "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "KEEL_SCHEMA_POOL_SIZE": "0",
     }
 
 
@@ -79,8 +80,13 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def running_worker(queues: Sequence[str], log_path: Path) -> Iterator[str]:
-    """Start a prefork worker consuming `queues`; yield its node name once it answers."""
+def running_worker(
+    queues: Sequence[str],
+    log_path: Path,
+    include: Sequence[str] = ("tests.workers.celery_tasks",),
+) -> Iterator[str]:
+    """Start a prefork worker consuming `queues`, importing the test task modules in
+    `include`; yield its node name once it answers."""
     # A stray worker on this broker would take our messages (and lack the test tasks).
     others = app.control.ping(timeout=0.5)
     assert others == [], f"another worker is consuming this test broker: {others}"
@@ -99,7 +105,7 @@ def running_worker(queues: Sequence[str], log_path: Path) -> Iterator[str]:
         "-Q",
         ",".join(queues),
         "-I",
-        "tests.workers.celery_tasks",
+        ",".join(include),
         "-n",
         name,
         "--without-gossip",

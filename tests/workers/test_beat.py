@@ -38,6 +38,9 @@ class Beats:
 
     def start(self, name: str) -> LeaderElectedScheduler:
         sched = LeaderElectedScheduler(app=app, schedule_filename=str(self.tmp_path / name))
+        # Only the probe: the product's entries (some every few seconds) would send real
+        # tasks into the shared test broker's queues.
+        sched.schedule.clear()
         sched.update_from_dict(
             {
                 "probe": {
