@@ -21,6 +21,8 @@ export DJANGO_SETTINGS_MODULE=config.settings
 export PYTHONPATH="$PWD/platform:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # Production settings (no per-query debug logging); the key only signs throwaway sessions.
 export DEBUG=0 SECRET_KEY="bench-only-$(date +%s%N)" LOG_LEVEL=WARNING
+# Production settings need a dedicated key for secrets at rest; a throwaway one here.
+export KEEL_FERNET_KEYS="$("$py" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
 # Signup paths are measured one at a time: the pool is filled explicitly where it is used.
 export KEEL_SCHEMA_POOL_SIZE=0
 "$py" - "$pg_port" <<'PY'
@@ -36,3 +38,4 @@ PY
 "$py" tests/benchmarks/bench_stock.py "$@"
 "$py" tests/benchmarks/bench_orders.py "$@"
 "$py" tests/benchmarks/bench_shopify_backfill.py "$@"
+"$py" tests/benchmarks/bench_webhooks.py "$@"

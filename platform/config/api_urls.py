@@ -23,6 +23,7 @@ from orders.api import (
     RoutingDecisionViewSet,
     RuleSetViewSet,
 )
+from sync.api import ConnectionViewSet, ConnectorViewSet, SyncRunViewSet
 from tenants.api import BrandProfileView
 from webhooks.api import WebhookDeliveryViewSet, WebhookEndpointViewSet
 
@@ -49,5 +50,8 @@ router.register("approval-requests", ApprovalRequestViewSet, basename="approvalr
 router.register("approval-policies", ApprovalPolicyViewSet, basename="approvalpolicy")
 router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhookendpoint")
 router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhookdelivery")
+router.register("connectors", ConnectorViewSet, basename="connector")
+router.register("connections", ConnectionViewSet, basename="connection")
+router.register("sync-runs", SyncRunViewSet, basename="syncrun")
 
 urlpatterns = [path("brand/", BrandProfileView.as_view(), name="api_brand"), *router.urls]

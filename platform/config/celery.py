@@ -67,6 +67,12 @@ app.conf.beat_schedule = {
         "schedule": 60 * 60,
         "args": ("webhooks.cleanup",),
     },
+    # Connections: queue due polls, re-send lost sync work, push availability.
+    "sync-poll-connections": {
+        "task": "workers.fan_out",
+        "schedule": 60,
+        "args": ("sync.poll_connections",),
+    },
     "tenants-refill-pool": {
         "task": "tenants.refill_schema_pool",
         "schedule": 5 * 60,

@@ -37,6 +37,7 @@ SECTIONS: list[Section] = [
     Section("Orders", "orders:list", "orders.view"),
     Section("Review queue", "orders:review", "orders.manage"),
     Section("Approvals", "approvals:inbox", "approvals.view", badge=_approvals_waiting),
+    Section("Connections", "sync:connections", "connections.view"),
     Section("Imports", "imports:upload", "catalog.import"),
     Section("Team", "accounts:team", "team.view"),
     Section("API keys", "accounts:api_keys", "apikeys.view"),

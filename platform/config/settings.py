@@ -98,6 +98,7 @@ TENANT_APPS = [
     "approvals",
     "outbox",
     "webhooks",
+    "sync",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -270,6 +271,10 @@ SPECTACULAR_SETTINGS = {
         "ChannelOrderStatusEnum": "orders.api.CHANNEL_STATUSES",
         "FulfillmentStatusEnum": "orders.models.FulfillmentStatus",
         "RuleSetStatusEnum": "orders.models.RuleSetStatus",
+        "ConnectionKindEnum": "sync.models.ConnectionKind",
+        "ConnectionStatusEnum": "sync.models.ConnectionStatus",
+        "SyncRunStatusEnum": "sync.models.RunStatus",
+        "SyncRunTriggerEnum": "sync.models.RunTrigger",
     },
 }
 

@@ -6,7 +6,9 @@ brand (sandbox connectors join it as they land) and prints its owner login.
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django_tenants.utils import schema_context
 
+from sync.demo import connect_demo
 from tenants.models import Brand
 from tenants.services import (
     Owner,
@@ -53,6 +55,10 @@ class Command(BaseCommand):
                     owner=Owner(DEMO_EMAIL, "Demo Owner", DEMO_PASSWORD),
                 )
                 self.stdout.write("Created the demo brand.")
+            # Sandbox channel, 3PL and carrier, so orders flow with no external account.
+            with schema_context(brand.schema_name):
+                for line in connect_demo():
+                    self.stdout.write(line)
             self.stdout.write(
                 f"Demo brand: {brand_url(brand)}  login {DEMO_EMAIL} / {DEMO_PASSWORD}"
             )
