@@ -39,3 +39,4 @@ PY
 "$py" tests/benchmarks/bench_orders.py "$@"
 "$py" tests/benchmarks/bench_shopify_backfill.py "$@"
 "$py" tests/benchmarks/bench_webhooks.py "$@"
+"$py" tests/benchmarks/bench_forecast.py "$@"
