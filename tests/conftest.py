@@ -104,6 +104,21 @@ def owner_b(brand_b):
 BUSINESS_APPS = ("catalog_", "inventory_", "orders_", "idempotency_")
 
 
+def empty_business_tables(schema: str) -> None:
+    """Truncate a brand's business tables (data committed by threads or a server process),
+    restoring the state every other test expects."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
+            [schema],
+        )
+        tables = sorted(t for (t,) in cursor.fetchall() if t.startswith(BUSINESS_APPS))
+        cursor.execute(
+            f"TRUNCATE {', '.join(f'{schema}.{t}' for t in tables)} RESTART IDENTITY CASCADE"
+        )
+
+
 @pytest.fixture
 def in_alpha(brand_a):
     """Run the test body inside brand alpha's schema (rolled back afterwards)."""
@@ -118,15 +133,5 @@ def committed_alpha(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         with schema_context("brand_alpha"):
             yield
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = 'brand_alpha' AND table_type = 'BASE TABLE'"
-            )
-            tables = [t for (t,) in cursor.fetchall() if t.startswith(BUSINESS_APPS)]
-            cursor.execute(
-                "TRUNCATE "
-                + ", ".join(f"brand_alpha.{t}" for t in sorted(tables))
-                + " RESTART IDENTITY CASCADE"
-            )
+        empty_business_tables("brand_alpha")
         connection.set_schema_to_public()

@@ -141,3 +141,18 @@ def chromium_page() -> Iterator[Page]:
             yield page
         finally:
             browser.close()
+
+
+def track_failed_assets(page: Page) -> list[str]:
+    """Collect failed sub-resource loads: a broken stylesheet or htmx script would not
+    stop a flow, so tests assert this list is empty."""
+    failed: list[str] = []
+    page.on(
+        "response",
+        lambda r: (
+            failed.append(f"{r.status} {r.url}")
+            if r.status >= 400 and r.request.resource_type != "document"
+            else None
+        ),
+    )
+    return failed

@@ -23,7 +23,6 @@ import pytest
 import redis
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
-from django.db import connection
 from django.db.models import Max
 from django_tenants.utils import schema_context
 from playwright.sync_api import Page, expect
@@ -41,8 +40,8 @@ from audit.models import ActivityEntry
 from catalog import services as catalog
 from inventory import services as stock
 from inventory.models import StockAdjustmentRequest, StockMovement
-from tests.conftest import BUSINESS_APPS
-from tests.e2e.browser import LiveServer, chromium_page
+from tests.conftest import empty_business_tables
+from tests.e2e.browser import LiveServer, chromium_page, track_failed_assets
 from tests.factories import UserFactory, WarehouseFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
@@ -112,7 +111,7 @@ def floor(django_db_setup, django_db_blocker) -> Iterator[list[Waiting]]:
             ApproverPreference.objects.all().delete()
             ApprovalSettings.objects.all().delete()
             StockAdjustmentRequest.objects.all().delete()
-            _empty_business_tables()
+            empty_business_tables(SCHEMA)
             User.objects.filter(email__in=[OPS, OWNER, REQUESTER]).delete()
             ActivityEntry.objects.filter(id__gt=last_entry).delete()
         _drop_queued_approval_tasks()
@@ -129,32 +128,6 @@ def _drop_queued_approval_tasks() -> None:
                     client.lrem(queue, 1, raw)
     finally:
         client.close()
-
-
-def _empty_business_tables() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
-            [SCHEMA],
-        )
-        tables = sorted(t for (t,) in cursor.fetchall() if t.startswith(BUSINESS_APPS))
-        cursor.execute(
-            f"TRUNCATE {', '.join(f'{SCHEMA}.{t}' for t in tables)} RESTART IDENTITY CASCADE"
-        )
-
-
-def track_failed_assets(page: Page) -> list[str]:
-    failed: list[str] = []
-    page.on(
-        "response",
-        lambda r: (
-            failed.append(f"{r.status} {r.url}")
-            if r.status >= 400 and r.request.resource_type != "document"
-            else None
-        ),
-    )
-    return failed
 
 
 def sign_in(page: Page, base: str, email: str) -> None:

@@ -17,18 +17,17 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
-from django.db import connection
 from django.db.models import Max
 from django_tenants.utils import schema_context
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from accounts.models import User
 from accounts.roles import Role
 from audit.models import ActivityEntry
 from orders.models import Order, RoutingSettings
 from orders.services import ingest_order
-from tests.conftest import BUSINESS_APPS
-from tests.e2e.browser import LiveServer, chromium_page
+from tests.conftest import empty_business_tables
+from tests.e2e.browser import LiveServer, chromium_page, track_failed_assets
 from tests.factories import UserFactory
 from tests.orders.conftest import build_network, order_input
 
@@ -71,33 +70,7 @@ def queue(django_db_setup, django_db_blocker) -> Iterator[Queue]:
         with django_db_blocker.unblock(), schema_context(SCHEMA):
             User.objects.filter(email=EMAIL).delete()
             ActivityEntry.objects.filter(id__gt=last_entry).delete()
-            _empty_business_tables()
-
-
-def _empty_business_tables() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
-            [SCHEMA],
-        )
-        tables = sorted(t for (t,) in cursor.fetchall() if t.startswith(BUSINESS_APPS))
-        cursor.execute(
-            f"TRUNCATE {', '.join(f'{SCHEMA}.{t}' for t in tables)} RESTART IDENTITY CASCADE"
-        )
-
-
-def track_failed_assets(page: Page) -> list[str]:
-    failed: list[str] = []
-    page.on(
-        "response",
-        lambda r: (
-            failed.append(f"{r.status} {r.url}")
-            if r.status >= 400 and r.request.resource_type != "document"
-            else None
-        ),
-    )
-    return failed
+            empty_business_tables(SCHEMA)
 
 
 def test_ops_manager_resolves_a_held_order_and_sees_its_fulfillment_orders(

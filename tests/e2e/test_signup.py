@@ -15,7 +15,7 @@ from accounts.models import User
 from config.navigation import SECTIONS
 from tenants.models import Brand, Domain
 from tenants.services import schema_name_for
-from tests.e2e.browser import LiveServer, chromium_page
+from tests.e2e.browser import LiveServer, chromium_page, track_failed_assets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 
@@ -45,20 +45,6 @@ def fill_signup(page: Page, *, slug: str, email: str, password: str) -> None:
     page.get_by_label("Your name").fill(FULL_NAME)
     page.get_by_label("Work email").fill(email)
     page.get_by_label("Password").fill(password)
-
-
-def track_failed_assets(page: Page) -> list[str]:
-    # A broken stylesheet or htmx script would not stop the flow; catch it here.
-    failed: list[str] = []
-    page.on(
-        "response",
-        lambda r: (
-            failed.append(f"{r.status} {r.url}")
-            if r.status >= 400 and r.request.resource_type != "document"
-            else None
-        ),
-    )
-    return failed
 
 
 def test_signup_lands_signed_in_on_the_brand_subdomain(

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
-from django.db import connection
 from django.db.models import Max
 from django_tenants.utils import schema_context
 from playwright.sync_api import Page, expect
@@ -28,7 +27,8 @@ from audit.models import ActivityEntry
 from catalog import services as catalog
 from inventory import services as stock
 from inventory.models import StockBalance, StockMovement, Transfer
-from tests.e2e.browser import LiveServer, chromium_page
+from tests.conftest import empty_business_tables
+from tests.e2e.browser import LiveServer, chromium_page, track_failed_assets
 from tests.factories import UserFactory, WarehouseFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
@@ -66,35 +66,7 @@ def floor(django_db_setup, django_db_blocker) -> Iterator[Floor]:
         with django_db_blocker.unblock(), schema_context(SCHEMA):
             User.objects.filter(email=EMAIL).delete()
             ActivityEntry.objects.filter(id__gt=last_entry).delete()
-            _empty_catalog_and_stock()
-
-
-def _empty_catalog_and_stock() -> None:
-    # What committed_alpha does after threaded tests: every other test expects alpha to
-    # hold no catalog or stock rows.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
-            [SCHEMA],
-        )
-        tables = sorted(t for (t,) in cursor.fetchall() if t.startswith(("catalog_", "inventory_")))
-        cursor.execute(
-            f"TRUNCATE {', '.join(f'{SCHEMA}.{t}' for t in tables)} RESTART IDENTITY CASCADE"
-        )
-
-
-def track_failed_assets(page: Page) -> list[str]:
-    failed: list[str] = []
-    page.on(
-        "response",
-        lambda r: (
-            failed.append(f"{r.status} {r.url}")
-            if r.status >= 400 and r.request.resource_type != "document"
-            else None
-        ),
-    )
-    return failed
+            empty_business_tables(SCHEMA)
 
 
 def stock_rows(page: Page) -> list[list[str]]:
