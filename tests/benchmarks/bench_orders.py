@@ -40,7 +40,6 @@ import pstats
 import random
 import statistics
 import sys
-import threading
 import time
 import warnings
 from collections import Counter
@@ -69,6 +68,7 @@ from orders.models import Order, OrderLine, RoutingDecision, RoutingSettings  # 
 from orders.services import LineInput, OrderInput  # noqa: E402
 from tenants.models import Brand  # noqa: E402
 from tenants.services import Owner, provision_brand  # noqa: E402
+from tests.benchmarks.concurrency import time_writers  # noqa: E402
 from tests.orders.conftest import TYPICAL_RULES  # noqa: E402
 
 PREFIX = "bench-orders-"
@@ -302,32 +302,12 @@ def run_single(brand: Brand, orders: list[OrderInput]) -> dict:
 
 
 def run_threads(brand: Brand, orders: list[OrderInput]) -> float:
-    barrier = threading.Barrier(WRITERS + 1)
-    errors: list[BaseException] = []
-
-    def worker(n: int) -> None:
-        try:
-            with schema_context(brand.schema_name):
-                ingest_all(order_inputs(f"WARMT{n}", 2, seed=10 + n))  # opens the connection
-                barrier.wait()
-                ingest_all(orders[n::WRITERS])
-        except BaseException as exc:  # noqa: BLE001 - reported below, never swallowed
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(WRITERS)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"{len(errors)} ingest threads failed: {errors[0]!r}")
-    return elapsed
+    return time_writers(
+        brand.schema_name,
+        WRITERS,
+        warm=lambda n: ingest_all(order_inputs(f"WARMT{n}", 2, seed=10 + n)),
+        work=lambda n: ingest_all(orders[n::WRITERS]),
+    )
 
 
 def run_processes(brand: Brand, orders: list[OrderInput]) -> float:

@@ -28,7 +28,6 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -48,7 +47,7 @@ django.setup()
 warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 from django.core.files import File  # noqa: E402
-from django.db import connection, connections  # noqa: E402
+from django.db import connection  # noqa: E402
 from django_tenants.utils import schema_context  # noqa: E402
 
 from catalog import imports  # noqa: E402
@@ -59,6 +58,7 @@ from inventory import services as stock  # noqa: E402
 from inventory.models import StockBalance, StockMovement, Warehouse  # noqa: E402
 from tenants.models import Brand  # noqa: E402
 from tenants.services import Owner, provision_brand  # noqa: E402
+from tests.benchmarks.concurrency import time_writers  # noqa: E402
 
 PREFIX = "bench-stock-"
 PASSWORD = "correct-horse-battery-staple"
@@ -228,32 +228,15 @@ def bench_movements(single: int) -> dict[str, object]:
         movement_loop(skus[:4], warehouse, 4)
         single_s, _ = timed(lambda: movement_loop(skus[:4], warehouse, single))
 
-    barrier = threading.Barrier(WRITERS + 1)
-    errors: list[BaseException] = []
+    def own(n: int) -> list:
+        return skus[4 * (n + 1) : 4 * (n + 2)]
 
-    def writer(n: int) -> None:
-        try:
-            with schema_context(brand.schema_name):
-                own = skus[4 * (n + 1) : 4 * (n + 2)]
-                movement_loop(own, warehouse, 2)  # opens this thread's connection
-                barrier.wait()
-                movement_loop(own, warehouse, per_writer)
-        except BaseException as exc:  # noqa: BLE001 - reported below, never swallowed
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    concurrent_s = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"{len(errors)} writers failed: {errors[0]!r}")
+    concurrent_s = time_writers(
+        brand.schema_name,
+        WRITERS,
+        warm=lambda n: movement_loop(own(n), warehouse, 2),
+        work=lambda n: movement_loop(own(n), warehouse, per_writer),
+    )
     with schema_context(brand.schema_name):
         written = StockMovement.objects.count()
     single_rate = single / single_s
