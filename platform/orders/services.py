@@ -461,6 +461,24 @@ def _hold(
     record("order.held", obj=order, changes={"reason": reason, "detail": detail})
 
 
+def _hold_for(order: Order, decision: routing.Decision, inputs: dict, version: int | None) -> None:
+    """Hold an order the router could not place (layer "hold") or left to a person."""
+    if decision.layer == "hold":
+        _hold(order, decision.hold_reason, decision.explanation, inputs=inputs)
+        return
+    _hold(
+        order,
+        HoldReason.AWAITING_REVIEW,
+        decision.explanation,
+        decision_layer=DecisionLayer.REVIEW,
+        inputs=inputs,
+        candidates=decision.candidates,
+        confidence=decision.confidence,
+        rule_set_version=version,
+        rule_name=decision.rule.name if decision.rule else "",
+    )
+
+
 def _set_status(order: Order, status: str) -> None:
     order.status = status
     order.hold_reason = "" if status != OrderStatus.HELD else order.hold_reason
@@ -547,21 +565,8 @@ def _route_new(order: Order, *, exclude: frozenset[int] = frozenset()) -> None:
             exclude=exclude,
         )
         inputs = _inputs(facts, atp, version, exclude)
-        if decision.layer == "hold":
-            _hold(order, decision.hold_reason, decision.explanation, inputs=inputs)
-            return
-        if decision.layer == "review":
-            _hold(
-                order,
-                HoldReason.AWAITING_REVIEW,
-                decision.explanation,
-                decision_layer=DecisionLayer.REVIEW,
-                inputs=inputs,
-                candidates=decision.candidates,
-                confidence=decision.confidence,
-                rule_set_version=version,
-                rule_name=decision.rule.name if decision.rule else "",
-            )
+        if decision.layer in ("hold", "review"):
+            _hold_for(order, decision, inputs, version)
             return
         record_ = RoutingDecision(
             order=order,
@@ -1086,6 +1091,7 @@ def _bulk_route(fresh: list[tuple[int, OrderInput]]) -> list[tuple[int, Order]]:
 
     routed: list[tuple[Order, routing.Decision, RoutingDecision]] = []
     one_by_one: list[Order] = []
+    held: list[tuple[Order, routing.Decision, dict]] = []
     for order, (_, data) in zip(orders, fresh, strict=True):
         lines = lines_of[order.pk]
         needs_single = (
@@ -1102,7 +1108,11 @@ def _bulk_route(fresh: list[tuple[int, OrderInput]]) -> list[tuple[int, Order]]:
             facts, warehouses=infos, atp=atp, rules=rules, threshold=threshold, weights=weights
         )
         if decision.layer in ("hold", "review"):
-            one_by_one.append(order)
+            # Decided against the stock of this moment, as the single path would: routing
+            # it again after later orders spent stock could reach a different answer.
+            needed = {sku for line in facts.lines for sku in line.needs()}
+            seen = {k: v for k, v in atp.items() if k[0] in needed}
+            held.append((order, decision, _inputs(facts, seen, version, frozenset())))
             continue
         for wh_id, line_ids in decision.plan.allocations:
             for line_id in line_ids:
@@ -1191,6 +1201,8 @@ def _bulk_route(fresh: list[tuple[int, OrderInput]]) -> list[tuple[int, Order]]:
             order.pk,
             lambda o=order, layer=decision.layer: order_event(o, layer=layer),
         )
+    for order, decision, inputs in held:
+        _hold_for(order, decision, inputs, version)
     for order in one_by_one:
         if data_of[order.pk].status == "cancelled":
             _cancel(order, "Cancelled on the channel before Keel saw it.")
