@@ -61,6 +61,16 @@ PERMISSIONS: dict[str, str] = {
     # Never granted to API keys: a key that could repoint a connection's API URL could
     # send its stored token elsewhere.
     "connections.manage": "Add and edit connections and their credentials, test, pause, resume",
+    "purchasing.view": "See suppliers, purchase orders, receipts and supplier scorecards",
+    "suppliers.edit": "Create and edit suppliers and their SKUs (cost, MOQ, case pack)",
+    "purchasing.draft": "Draft, edit, submit and cancel purchase orders",
+    "purchasing.receive": "Receive purchase orders into stock",
+    "forecasting.view": "See demand history, forecasts, segments and recommendations",
+    "forecasting.manage": "Run forecasts now; change segment and replenishment settings",
+    "shipping.view": "See shipments, rates, labels, tracking, exceptions and carrier performance",
+    "shipping.operate": "Buy and void labels, book freight, upload POD, rate shipments",
+    "shipping.exceptions": "Work the shipment exception queue",
+    "shipping.settings": "Change shipping thresholds and carrier scoring weights",
 }
 
 _EVERYONE = {
@@ -71,6 +81,9 @@ _EVERYONE = {
     "stock.view",
     "orders.view",
     "approvals.view",
+    "purchasing.view",
+    "forecasting.view",
+    "shipping.view",
 }
 _ADMIN = set(PERMISSIONS)
 _OPERATIONS = {
@@ -88,14 +101,37 @@ _OPERATIONS = {
     "outbox.manage",
     "connections.view",
     "connections.sync",
+    "suppliers.edit",
+    "purchasing.draft",
+    "purchasing.receive",
+    "forecasting.manage",
+    "shipping.operate",
+    "shipping.exceptions",
+    "shipping.settings",
+}
+_BUYING = {
+    "catalog.edit",
+    "catalog.import",
+    "suppliers.edit",
+    "purchasing.draft",
+    "forecasting.manage",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(_ADMIN),
     Role.ADMIN: frozenset(_ADMIN),
     Role.OPS_MANAGER: frozenset(_EVERYONE | _OPERATIONS),
-    Role.BUYER: frozenset(_EVERYONE | {"catalog.edit", "catalog.import"}),
-    Role.WAREHOUSE: frozenset(_EVERYONE | {"stock.move", "stock.count"}),
+    Role.BUYER: frozenset(_EVERYONE | _BUYING),
+    Role.WAREHOUSE: frozenset(
+        _EVERYONE
+        | {
+            "stock.move",
+            "stock.count",
+            "purchasing.receive",
+            "shipping.operate",
+            "shipping.exceptions",
+        }
+    ),
     Role.VIEWER: frozenset(_EVERYONE),
 }
 
@@ -108,6 +144,9 @@ _KEY_READ = {
     "orders.view",
     "approvals.view",
     "connections.view",
+    "purchasing.view",
+    "forecasting.view",
+    "shipping.view",
 }
 SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
     Scope.READ: frozenset(_KEY_READ),
@@ -123,6 +162,12 @@ SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
             "orders.create",
             "orders.manage",
             "connections.sync",
+            "suppliers.edit",
+            "purchasing.draft",
+            "purchasing.receive",
+            "forecasting.manage",
+            "shipping.operate",
+            "shipping.exceptions",
         }
     ),
 }

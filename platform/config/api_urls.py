@@ -10,6 +10,7 @@ from catalog.api import (
     SKUViewSet,
     UnmappedListingViewSet,
 )
+from forecasting import api as forecasting_api
 from inventory.api import (
     MovementViewSet,
     ReservationViewSet,
@@ -23,6 +24,9 @@ from orders.api import (
     RoutingDecisionViewSet,
     RuleSetViewSet,
 )
+from purchasing import api as purchasing_api
+from replenishment import api as replenishment_api
+from shipping import api as shipping_api
 from sync.api import ConnectionViewSet, ConnectorViewSet, SyncRunViewSet
 from tenants.api import BrandProfileView
 from webhooks.api import WebhookDeliveryViewSet, WebhookEndpointViewSet
@@ -53,5 +57,8 @@ router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhookd
 router.register("connectors", ConnectorViewSet, basename="connector")
 router.register("connections", ConnectionViewSet, basename="connection")
 router.register("sync-runs", SyncRunViewSet, basename="syncrun")
+# Newer apps register their own viewsets, so adding one touches only its app.
+for app_api in (purchasing_api, forecasting_api, replenishment_api, shipping_api):
+    app_api.register(router)
 
 urlpatterns = [path("brand/", BrandProfileView.as_view(), name="api_brand"), *router.urls]

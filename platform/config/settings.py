@@ -99,6 +99,10 @@ TENANT_APPS = [
     "outbox",
     "webhooks",
     "sync",
+    "purchasing",
+    "forecasting",
+    "replenishment",
+    "shipping",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

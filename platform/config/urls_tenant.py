@@ -18,6 +18,10 @@ urlpatterns = [
     path("webhooks/", include("webhooks.urls")),
     path("outbox/", include("outbox.urls")),
     path("connections/", include("sync.urls")),
+    path("purchasing/", include("purchasing.urls")),
+    path("forecasting/", include("forecasting.urls")),
+    path("replenishment/", include("replenishment.urls")),
+    path("shipping/", include("shipping.urls")),
     # Channel webhooks: no session, no CSRF, verified by signature. Unnamed: it is an
     # endpoint for vendors, not a page (route-enumerating tests treat names as pages).
     path("hooks/<uuid:token>/", sync_views.webhook),
