@@ -114,6 +114,7 @@ _BUYING = {
     "catalog.import",
     "suppliers.edit",
     "purchasing.draft",
+    "purchasing.receive",
     "forecasting.manage",
 }
 
