@@ -101,7 +101,16 @@ def owner_b(brand_b):
 
 # Business data that tests committing from threads create; people, sessions, the
 # activity log and migration history are left as provisioning wrote them.
-BUSINESS_APPS = ("catalog_", "inventory_", "orders_", "idempotency_")
+BUSINESS_APPS = (
+    "catalog_",
+    "inventory_",
+    "orders_",
+    "idempotency_",
+    "purchasing_",
+    "forecasting_",
+    "replenishment_",
+    "shipping_",
+)
 
 
 def empty_business_tables(schema: str) -> None:
