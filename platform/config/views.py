@@ -13,6 +13,7 @@ from accounts.models import ApiKey, Invitation, User
 from accounts.roles import has_permission
 from audit.models import ActivityEntry
 from catalog.models import SKU, Lifecycle, UnmappedListing, UnmappedStatus
+from config.dashboard import panels_for
 from inventory.models import StockBalance, StockStatus, Warehouse
 from orders.models import DecisionLayer, HoldReason, Order, OrderStatus, RoutingDecision
 
@@ -53,7 +54,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     recent = (
         ActivityEntry.objects.all()[:10] if has_permission(request.user, "activity.view") else []
     )
-    return render(request, "dashboard.html", {"tiles": tiles, "recent": recent})
+    return render(
+        request,
+        "dashboard.html",
+        {"tiles": tiles, "recent": recent, "panels": panels_for(request.user)},
+    )
 
 
 def _stock_tiles(user: User) -> list[dict]:
