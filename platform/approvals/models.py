@@ -14,6 +14,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from approvals.registry import label_for
+from config.crypto import FernetTokenField
 
 
 class ApprovalPolicy(models.Model):
@@ -253,9 +254,10 @@ class ApprovalSettings(models.Model):
     each brand gets its own webhook secret rather than the template's)."""
 
     webhook_url = models.URLField(max_length=500, blank=True)
-    # Signs webhook bodies (HMAC-SHA256, header X-Keel-Signature). Stored as is: Keel must
-    # be able to sign with it, so it cannot be hashed.
-    webhook_secret = models.CharField(max_length=64)
+    # Signs webhook bodies (HMAC-SHA256, header X-Keel-Signature). Keel must sign with it
+    # again, so it cannot be hashed: encrypted at rest (config.crypto), read through
+    # approvals.services.webhook_signing_secret().
+    webhook_secret_encrypted = FernetTokenField()
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

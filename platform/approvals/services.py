@@ -58,6 +58,7 @@ from approvals.models import (
 from approvals.rules import RULE_FIELDS, Rules, money
 from audit.context import current_actor
 from audit.services import record
+from config import crypto
 from outbox.services import publish_domain_event
 from tenants.models import Brand
 from tenants.services import brand_url
@@ -1000,7 +1001,7 @@ def deliver_webhook(delivery_id: int) -> bool:
             return False
         if delivery.delivered_at is not None:
             return True
-        secret = load_settings().webhook_secret
+        secret = webhook_signing_secret()
         status, error = None, ""
         try:
             status = webhook.send(
@@ -1069,9 +1070,14 @@ def load_settings() -> ApprovalSettings:
     if row is not None:
         return row
     row, _ = ApprovalSettings.objects.get_or_create(
-        pk=1, defaults={"webhook_secret": secrets.token_urlsafe(32)}
+        pk=1, defaults={"webhook_secret_encrypted": crypto.encrypt(secrets.token_urlsafe(32))}
     )
     return row
+
+
+def webhook_signing_secret() -> str:
+    """The secret approvals webhooks are signed with (decrypted only here)."""
+    return crypto.decrypt(load_settings().webhook_secret_encrypted)
 
 
 def update_settings(*, actor: object, webhook_url: str) -> ApprovalSettings:
@@ -1102,8 +1108,8 @@ def rotate_webhook_secret(*, actor: object) -> ApprovalSettings:
     with transaction.atomic():
         load_settings()
         row = ApprovalSettings.objects.select_for_update().get(pk=1)
-        row.webhook_secret = secrets.token_urlsafe(32)
-        row.save(update_fields=["webhook_secret", "updated_at"])
+        row.webhook_secret_encrypted = crypto.encrypt(secrets.token_urlsafe(32))
+        row.save(update_fields=["webhook_secret_encrypted", "updated_at"])
         # The secret itself never goes into the log.
         record("approval_settings.secret_rotated", obj=row)
     return row

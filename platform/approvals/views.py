@@ -427,7 +427,7 @@ class SettingsView(RoleRequiredMixin, View):
         form = form or SettingsForm(initial={"webhook_url": row.webhook_url})
         context = {
             "form": form,
-            "secret": row.webhook_secret,
+            "secret": services.webhook_signing_secret(),
             "deliveries": services.recent_deliveries(),
         }
         response = render(self.request, self.template_name, context, status=status)

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import connection
 
 from accounts.roles import Role
 from approvals import services as approvals
 from approvals import webhook
 from approvals.models import EmailMode, WebhookDelivery
+from config import crypto
 from tests.approvals.conftest import adjust, make_people
 from tests.conftest import make_user
 
@@ -111,7 +113,7 @@ def test_webhook_is_signed_slack_compatible_and_sent_after_commit(
     goods, people, receiver, django_capture_on_commit_callbacks
 ):
     approvals.update_settings(actor=people.admin, webhook_url=receiver.url)
-    secret = approvals.load_settings().webhook_secret
+    secret = approvals.webhook_signing_secret()
 
     with django_capture_on_commit_callbacks(execute=True):
         outcome = adjust(goods, -100, people.warehouse)
@@ -204,5 +206,17 @@ def test_only_policy_managers_change_notification_settings(people):
         approvals.update_settings(actor=people.ops, webhook_url="")
     with pytest.raises(approvals.AccessError):
         approvals.rotate_webhook_secret(actor=people.buyer)
-    before = approvals.load_settings().webhook_secret
-    assert approvals.rotate_webhook_secret(actor=people.owner).webhook_secret != before
+    before = approvals.webhook_signing_secret()
+    approvals.rotate_webhook_secret(actor=people.owner)
+    assert approvals.webhook_signing_secret() != before
+
+
+def test_webhook_secret_is_encrypted_at_rest(people):
+    secret = approvals.webhook_signing_secret()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT webhook_secret_encrypted FROM approvals_approvalsettings")
+        (stored,) = cursor.fetchone()
+
+    assert secret not in stored
+    assert crypto.decrypt(stored) == secret
