@@ -396,6 +396,24 @@ class OrderCreateSerializer(serializers.Serializer):
         return OrderInput(lines=lines, **values)
 
 
+class ReleaseSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=500, help_text="What was checked (logged).")
+
+
+class AddressSerializer(serializers.Serializer):
+    """Only the fields sent change; the result must be a complete, valid address."""
+
+    ship_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    ship_company = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    ship_line1 = serializers.CharField(max_length=200, required=False)
+    ship_line2 = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    ship_city = serializers.CharField(max_length=100, required=False)
+    ship_state = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    ship_postal_code = serializers.CharField(max_length=20, required=False)
+    ship_country = serializers.CharField(min_length=2, max_length=2, required=False)
+    ship_phone = serializers.CharField(max_length=40, required=False, allow_blank=True)
+
+
 class CancelSerializer(serializers.Serializer):
     reason = serializers.CharField(
         max_length=500, required=False, allow_blank=True, default="", help_text="Logged."
@@ -467,6 +485,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         "cancel": "orders.manage",
         "route": "orders.manage",
         "choose_plan": "orders.manage",
+        "release_fraud_hold": "orders.manage",
+        "correct_address": "orders.manage",
     }
 
     def get_queryset(self) -> QuerySet[Order]:
@@ -552,6 +572,38 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             allocations=data.validated_data["allocations"],
             actor=request.user,
             note=data.validated_data["note"],
+        )
+        return _order_response(order)
+
+    @extend_schema(
+        request=ReleaseSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: OrderDetailSerializer, **error_responses(400, 422)},
+    )
+    @action(detail=True, methods=["post"], url_path="release-fraud-hold")
+    @idempotent
+    def release_fraud_hold(self, request, pk=None) -> Response:
+        """A person checked an order held for the channel's fraud flag: route it."""
+        data = ReleaseSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order = services.release_fraud_hold(
+            self.get_object(), actor=request.user, note=data.validated_data["note"]
+        )
+        return _order_response(order)
+
+    @extend_schema(
+        request=AddressSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: OrderDetailSerializer, **error_responses(400, 422)},
+    )
+    @action(detail=True, methods=["post"], url_path="correct-address")
+    @idempotent
+    def correct_address(self, request, pk=None) -> Response:
+        """Fix the ship-to of an order held for an invalid address, then route it."""
+        data = AddressSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order = services.correct_address(
+            self.get_object(), actor=request.user, **data.validated_data
         )
         return _order_response(order)
 

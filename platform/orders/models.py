@@ -79,6 +79,10 @@ class Order(models.Model):
     is_vip = models.BooleanField(default=False)
     is_repeat_customer = models.BooleanField(default=False)
     fraud_flag = models.BooleanField(default=False)
+    # A person checked the channel's fraud flag and released the order; a new flag from the
+    # channel clears this again.
+    fraud_cleared_at = models.DateTimeField(null=True, blank=True)
+    fraud_cleared_by_label = models.CharField(max_length=200, blank=True)
     customer_name = models.CharField(max_length=200, blank=True)
     customer_email = models.EmailField(blank=True)
     ship_name = models.CharField(max_length=200, blank=True)

@@ -282,6 +282,9 @@ def _update(order: Order, data: OrderInput) -> IngestResult:
     lines_changed = old_lines != new_lines
     if data.total is not None:
         order.total = data.total
+    if "fraud_flag" in changes and order.fraud_flag:
+        # The channel raised the flag again: an earlier release no longer covers it.
+        order.fraud_cleared_at, order.fraud_cleared_by_label = None, ""
     order.save()
     if lines_changed:
         if order.fulfillments.filter(status=FulfillmentStatus.SHIPPED).exists():
@@ -531,7 +534,7 @@ def _progress_status(order: Order) -> str:
 
 def _route_new(order: Order, *, exclude: frozenset[int] = frozenset()) -> None:
     """Route the order's not-yet-fulfilled lines end to end, or hold it with a reason."""
-    if order.fraud_flag:
+    if order.fraud_flag and order.fraud_cleared_at is None:
         _hold(order, HoldReason.FRAUD, "The channel flagged this order as possible fraud.")
         return
     lines = _map_lines(order)
@@ -731,6 +734,81 @@ def route_held_order(order: Order) -> Order:
         _set_status(order, OrderStatus.RECEIVED)
         _route_new(order)
     return order
+
+
+def _held_for(order: Order, reason: str, what: str) -> Order:
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status != OrderStatus.HELD or order.hold_reason != reason:
+        raise ValidationError(
+            f"Order {order.external_id} is not held for {what}.", code="not_held_for_that"
+        )
+    return order
+
+
+def release_fraud_hold(order: Order, *, actor: object, note: str) -> Order:
+    """A person checked an order the channel flagged as possible fraud: route it.
+
+    The flag itself stays (it is the channel's fact); the release is recorded with who
+    made it and why, and a later flag from the channel holds the order again.
+    """
+    note = (note or "").strip()
+    if not note:
+        raise ValidationError({"note": ValidationError("Say what you checked.", code="required")})
+    with transaction.atomic():
+        order = _held_for(order, HoldReason.FRAUD, "a fraud flag")
+        order.fraud_cleared_at = timezone.now()
+        order.fraud_cleared_by_label = _person_label(actor)
+        order.save(update_fields=["fraud_cleared_at", "fraud_cleared_by_label", "updated_at"])
+        record("order.fraud_released", obj=order, changes={"note": note[:500]})
+        _set_status(order, OrderStatus.RECEIVED)
+        _route_new(order)
+    return order
+
+
+ADDRESS_FIELDS = (
+    "ship_name",
+    "ship_company",
+    "ship_line1",
+    "ship_line2",
+    "ship_city",
+    "ship_state",
+    "ship_postal_code",
+    "ship_country",
+    "ship_phone",
+)
+
+
+def correct_address(order: Order, *, actor: object, **fields: str) -> Order:
+    """Fix the ship-to of an order held for an invalid address, then route it.
+
+    An address that is still invalid is refused and nothing is saved. The channel stays
+    the source of truth: a newer update from it replaces this correction.
+    """
+    unknown = set(fields) - set(ADDRESS_FIELDS)
+    if unknown:
+        raise ValidationError(f"Not address fields: {', '.join(sorted(unknown))}.", code="invalid")
+    with transaction.atomic():
+        order = _held_for(order, HoldReason.INVALID_ADDRESS, "an invalid address")
+        changes = {}
+        for name, value in fields.items():
+            value = (value or "").strip()
+            if name in ("ship_state", "ship_country"):
+                value = value.upper()
+            if getattr(order, name) != value:
+                changes[name] = [getattr(order, name), value]
+                setattr(order, name, value)
+        problem = _address_problem(order)
+        if problem:
+            raise ValidationError(problem, code="invalid_address")
+        order.save(update_fields=[*changes, "updated_at"])
+        record("order.address_corrected", obj=order, changes=changes)
+        _set_status(order, OrderStatus.RECEIVED)
+        _route_new(order)
+    return order
+
+
+def _person_label(actor: object) -> str:
+    return (getattr(actor, "email", "") or current_actor().label)[:200]
 
 
 def reprocess_held_order(entry: dict, sku: SKU) -> None:

@@ -73,16 +73,19 @@ from orders.models import (
     RuleSetStatus,
 )
 from orders.services import (
+    ADDRESS_FIELDS,
     OPEN_FULFILLMENT,
     LineInput,
     OrderInput,
     cancel_order,
     choose_plan,
+    correct_address,
     draft_rule_set,
     ingest_order,
     mark_shipped,
     publish_rule_set,
     reject_fulfillment,
+    release_fraud_hold,
     route_held_order,
     simulate,
     suggested_rules,
@@ -656,6 +659,18 @@ class ChoosePlanView(_HeldOrderAction):
 class RouteAgainView(_HeldOrderAction):
     def act(self, order: Order, item: dict) -> None:
         route_held_order(order)
+
+
+class ReleaseFraudView(_HeldOrderAction):
+    def act(self, order: Order, item: dict) -> None:
+        release_fraud_hold(order, actor=self.request.user, note=self.request.POST.get("note", ""))
+
+
+class CorrectAddressView(_HeldOrderAction):
+    def act(self, order: Order, item: dict) -> None:
+        posted = self.request.POST
+        fields = {name: posted[name] for name in ADDRESS_FIELDS if name in posted}
+        correct_address(order, actor=self.request.user, **fields)
 
 
 # --- Manual entry ---------------------------------------------------------------------------
