@@ -893,6 +893,26 @@ def reject_fulfillment(fo: FulfillmentOrder, *, reason: str) -> Order:
     return order
 
 
+def mark_sent(
+    fo: FulfillmentOrder, *, via: str, external_id: str = "", request_id: str = ""
+) -> bool:
+    """The warehouse (a 3PL, a WMS) accepted the fulfillment order: OPEN → SENT.
+
+    False when it was no longer open (a person or a re-route closed it meanwhile, or it
+    was already sent): nothing changes then.
+    """
+    sent = FulfillmentOrder.objects.filter(pk=fo.pk, status=FulfillmentStatus.OPEN).update(
+        status=FulfillmentStatus.SENT
+    )
+    if sent:
+        record(
+            "fulfillment.sent",
+            obj=fo,
+            changes={"connection": via, "request_id": request_id, "external_id": external_id},
+        )
+    return bool(sent)
+
+
 def mark_shipped(
     fo: FulfillmentOrder, *, tracking_number: str = "", carrier: str = ""
 ) -> FulfillmentOrder:

@@ -98,6 +98,7 @@ from orders.services import (
     OrderInput,
     ingest_order,
     ingest_orders,
+    mark_sent,
     mark_shipped,
 )
 from sync import plugins
@@ -1074,21 +1075,8 @@ def _record_push(
         push.save()
         if error:
             return
-        # The fulfillment order is now the warehouse's: OPEN → SENT, unless a person or a
-        # re-route closed it meanwhile.
-        sent = FulfillmentOrder.objects.filter(pk=fo.pk, status=FulfillmentStatus.OPEN).update(
-            status=FulfillmentStatus.SENT
-        )
-        if sent:
-            record(
-                "fulfillment.sent",
-                obj=fo,
-                changes={
-                    "connection": conn.display_name,
-                    "request_id": request_id,
-                    "external_id": external_id,
-                },
-            )
+        # The fulfillment order is now the warehouse's.
+        mark_sent(fo, via=conn.display_name, external_id=external_id, request_id=request_id)
 
 
 def _push_fulfillments(work: _Work) -> None:
