@@ -6,10 +6,16 @@ from __future__ import annotations
 from django.urls import reverse
 
 from approvals.models import ApprovalRequest
-from approvals.registry import DecisionContext, Facts, SubjectType, register
+from approvals.registry import ContextTable, DecisionContext, Facts, SubjectType, register
 from approvals.rules import money
 from inventory import services
-from inventory.models import AdjustmentState, ReasonCode, StockAdjustmentRequest, StockStatus
+from inventory.models import (
+    AdjustmentState,
+    CycleCount,
+    ReasonCode,
+    StockAdjustmentRequest,
+    StockStatus,
+)
 
 
 def _adjustment(subject_id: str) -> StockAdjustmentRequest:
@@ -80,5 +86,73 @@ STOCK_ADJUSTMENT = SubjectType(
 )
 
 
+# --- Cycle counts ----------------------------------------------------------------------------
+
+
+def _count(subject_id: str) -> CycleCount:
+    return CycleCount.objects.select_related("warehouse").get(pk=int(subject_id))
+
+
+def count_facts_of(subject_id: str) -> Facts:
+    return services.count_facts(_count(subject_id))
+
+
+def count_context_for(request: ApprovalRequest) -> DecisionContext:
+    count = _count(request.subject_id)
+    rows = []
+    for v in services.count_variances(count):
+        if not v.variance:
+            continue
+        value = services.adjustment_value(v.sku, v.variance, request.currency)
+        rows.append(
+            [
+                v.sku.code,
+                str(v.current),
+                str(v.counted),
+                f"{v.variance:+d}",
+                money(value, request.currency) if value is not None else "unknown (no cost)",
+            ]
+        )
+    facts = [
+        ("Warehouse", f"{count.warehouse.code} · {count.warehouse.name}"),
+        ("SKUs counted", str(count.lines.count())),
+        ("SKUs to correct", str(len(rows))),
+        ("Value of corrections", money(request.amount, request.currency)),
+    ]
+    if count.note:
+        facts.append(("Note", count.note))
+    return DecisionContext(
+        facts=facts,
+        tables=[
+            ContextTable(
+                caption="Corrections posting would make now",
+                columns=["SKU", "On hand", "Counted", "Change", "Value"],
+                rows=rows,
+            )
+        ],
+        link=("Count sheet", reverse("inventory:count_detail", args=[count.pk])),
+    )
+
+
+def _reopening(state: str):
+    def reopen(request: ApprovalRequest) -> None:
+        services.reopen_count(request, state)
+
+    return reopen
+
+
+CYCLE_COUNT = SubjectType(
+    key=services.CYCLE_COUNT,
+    label="Cycle count",
+    facts_of=count_facts_of,
+    on_approved=services.post_approved_count,
+    on_rejected=_reopening("rejected"),
+    on_expired=_reopening("expired"),
+    on_cancelled=_reopening("cancelled"),
+    context_for=count_context_for,
+)
+
+
 def register_subject() -> None:
     register(STOCK_ADJUSTMENT)
+    register(CYCLE_COUNT)

@@ -291,16 +291,25 @@ class TransferLine(models.Model):
 
 class CountStatus(models.TextChoices):
     OPEN = "open", "Counting"
+    PENDING_APPROVAL = "pending_approval", "Awaiting approval"
     POSTED = "posted", "Posted"
     CANCELLED = "cancelled", "Cancelled"
 
 
 class CycleCount(models.Model):
     warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="counts")
-    status = models.CharField(max_length=10, choices=CountStatus.choices, default=CountStatus.OPEN)
+    status = models.CharField(max_length=20, choices=CountStatus.choices, default=CountStatus.OPEN)
     note = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     posted_at = models.DateTimeField(null=True, blank=True)
+    # Who asked to post it, and what a rejection said (counts worth more than the brand's
+    # stock-adjustment ceiling wait for approval; a rejected one reopens for recounting).
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolution = models.CharField(max_length=500, blank=True)
+    # Bumped whenever a line changes: an approval covers one version of the sheet.
+    version = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["-id"]

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -781,52 +781,168 @@ def enter_count(*, count: CycleCount, sku: SKU, counted: int) -> CountLine:
         .first()
         or 0
     )
-    line, _ = CountLine.objects.update_or_create(
-        count=count, sku=sku, defaults={"counted": counted, "expected": expected}
-    )
+    with transaction.atomic():
+        line, _ = CountLine.objects.update_or_create(
+            count=count, sku=sku, defaults={"counted": counted, "expected": expected}
+        )
+        CycleCount.objects.filter(pk=count.pk).update(version=F("version") + 1)
     return line
 
 
-def post_count(*, count: CycleCount) -> CycleCount:
+CYCLE_COUNT = "cycle_count"
+
+
+@dataclass(frozen=True)
+class CountVariance:
+    sku: SKU
+    current: int
+    counted: int
+
+    @property
+    def variance(self) -> int:
+        return self.counted - self.current
+
+
+def count_variances(count: CycleCount) -> list[CountVariance]:
+    """Each counted SKU against the sellable quantity there now."""
+    lines = list(count.lines.select_related("sku__product"))
+    current = dict(
+        StockBalance.objects.filter(
+            warehouse_id=count.warehouse_id,
+            status=SELLABLE,
+            sku_id__in=[line.sku_id for line in lines],
+        ).values_list("sku_id", "quantity")
+    )
+    return [CountVariance(ln.sku, current.get(ln.sku_id, 0), ln.counted) for ln in lines]
+
+
+def count_value(variances: Sequence[CountVariance], currency: str) -> Decimal | None:
+    """What the corrections are worth (gains and losses both count); None if any SKU
+    with a variance has no cost in `currency`."""
+    total = Decimal("0")
+    for v in variances:
+        if v.variance:
+            value = adjustment_value(v.sku, v.variance, currency)
+            if value is None:
+                return None
+            total += value
+    return total
+
+
+def count_facts(count: CycleCount) -> Facts:
+    """What the cycle-count policy looks at: the corrections posting would make now."""
+    variances = count_variances(count)
+    changed = [v for v in variances if v.variance]
+    units = sum(abs(v.variance) for v in changed)
+    on_hand_total = sum(v.current for v in changed)
+    return Facts(
+        title=(
+            f"Post count #{count.pk} at {count.warehouse.code}: "
+            f"{len(changed)} SKU{'s' if len(changed) != 1 else ''} corrected, {units} units"
+        ),
+        amount=count_value(variances, approvals.current_brand().currency),
+        variance_pct=Decimal(units * 100) / on_hand_total if on_hand_total > 0 else None,
+        tags=frozenset(t for v in changed for t in (*v.sku.tags, *v.sku.product.tags)),
+        version=count.version,
+    )
+
+
+def post_count(*, count: CycleCount, requested_by: object = None, gated: bool = True) -> CycleCount:
     """Correct sellable stock to the counted quantities, as count_correction movements.
 
     The variance is taken against the quantity at posting time (under lock), so
-    movements that happened while people counted are not undone.
+    movements that happened while people counted are not undone. When the brand's
+    cycle-count policy asks for approval (corrections worth more than its ceiling), the
+    count waits in the approvals inbox instead and posts when approved. `gated=False` is
+    for a warehouse system's own stock report (a 3PL is the truth for its stock: there is
+    no decision to approve).
     """
     with transaction.atomic():
+        if gated:
+            approvals.lock_subject(CYCLE_COUNT, count.pk)
         count = CycleCount.objects.select_for_update().get(pk=count.pk)
         if count.status != CountStatus.OPEN:
             raise StockError("This count is already closed.", "count_closed")
-        lines = list(count.lines.all())
-        if not lines:
+        if not count.lines.exists():
             raise StockError("Enter at least one counted SKU.", "empty_operation")
-        balances = _lock((line.sku_id, count.warehouse_id, SELLABLE) for line in lines)
-        changes = []
-        for line in lines:
-            current = balances[(line.sku_id, count.warehouse_id, SELLABLE)].quantity
-            line.posted_variance = line.counted - current
-            if line.posted_variance:
-                changes.append(
-                    Change(
-                        line.sku_id,
-                        count.warehouse_id,
-                        SELLABLE,
-                        line.posted_variance,
-                        kind=MovementKind.COUNT_CORRECTION,
-                    )
-                )
-        if changes:
-            _apply(
-                changes,
-                action="stock.count_posted",
-                reason_code="correction",
-                reference=Reference("cycle_count", str(count.pk)),
-            )
-        CountLine.objects.bulk_update(lines, ["posted_variance"])
-        count.status = CountStatus.POSTED
-        count.posted_at = timezone.now()
-        count.save(update_fields=["status", "posted_at"])
+        if gated and approvals.requirement(CYCLE_COUNT, count_facts(count)) is not None:
+            person = requested_by if isinstance(requested_by, User) else None
+            count.status = CountStatus.PENDING_APPROVAL
+            count.requested_by = person
+            count.save(update_fields=["status", "requested_by"])
+            record("stock.count_submitted", obj=count, changes={"version": count.version})
+            outcome = approvals.open_request(CYCLE_COUNT, count.pk, requested_by=requested_by)
+            if outcome.state == approvals.NOT_REQUIRED:
+                _post_count_now(count, Reference("cycle_count", str(count.pk)))
+            count.refresh_from_db()
+            return count
+        _post_count_now(count, Reference("cycle_count", str(count.pk)))
     return count
+
+
+def post_approved_count(request: ApprovalRequest, key: str) -> None:
+    """The approval's continuation: post the count, exactly once.
+
+    Refuses (nothing of the decision is kept) when the sheet changed since the request
+    opened, or when the corrections are now worth more than what was approved (stock
+    moved while it waited): the count then needs posting again.
+    """
+    count = CycleCount.objects.select_for_update().get(pk=int(request.subject_id))
+    if count.status == CountStatus.POSTED:
+        return
+    if count.status != CountStatus.PENDING_APPROVAL:
+        raise StockError(f"Count #{count.pk} is not waiting for approval.", "count_closed")
+    if count.version != request.subject_version:
+        raise StockError("The count changed after this request was opened.", "count_changed")
+    value = count_value(count_variances(count), request.currency)
+    if request.amount is not None and (value is None or value > request.amount):
+        raise StockError(
+            "The corrections are worth more now than when approval was asked (stock moved "
+            "meanwhile): reject this request and post the count again.",
+            "count_changed",
+        )
+    _post_count_now(count, Reference("approval_request", str(request.pk)))
+
+
+def reopen_count(request: ApprovalRequest, state: str) -> None:
+    """Rejected, expired or cancelled: the count reopens, unposted, with the reason."""
+    count = CycleCount.objects.select_for_update().get(pk=int(request.subject_id))
+    if count.status != CountStatus.PENDING_APPROVAL:
+        return
+    count.status = CountStatus.OPEN
+    count.resolution = (request.resolution or state)[:500]
+    count.save(update_fields=["status", "resolution"])
+    record(f"stock.count_{state}", obj=count, changes={"reason": request.resolution})
+
+
+def _post_count_now(count: CycleCount, reference: Reference) -> None:
+    lines = list(count.lines.all())
+    balances = _lock((line.sku_id, count.warehouse_id, SELLABLE) for line in lines)
+    changes = []
+    for line in lines:
+        current = balances[(line.sku_id, count.warehouse_id, SELLABLE)].quantity
+        line.posted_variance = line.counted - current
+        if line.posted_variance:
+            changes.append(
+                Change(
+                    line.sku_id,
+                    count.warehouse_id,
+                    SELLABLE,
+                    line.posted_variance,
+                    kind=MovementKind.COUNT_CORRECTION,
+                )
+            )
+    if changes:
+        _apply(
+            changes,
+            action="stock.count_posted",
+            reason_code="correction",
+            reference=reference,
+        )
+    CountLine.objects.bulk_update(lines, ["posted_variance"])
+    count.status = CountStatus.POSTED
+    count.posted_at = timezone.now()
+    count.save(update_fields=["status", "posted_at"])
 
 
 # --- Reads -----------------------------------------------------------------------------

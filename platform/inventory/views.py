@@ -27,6 +27,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.roles import has_permission
 from accounts.views import RoleRequiredMixin
+from approvals.models import ApprovalRequest
 from catalog.forms import Line, SKULines, apply_service_error
 from catalog.models import SKU
 from inventory import services
@@ -676,6 +677,13 @@ def _count_context(count: CycleCount, sheet: SKULines | None = None) -> dict:
         "sheet_limit": COUNT_SHEET_ROWS,
         "variance_total": sum(line.variance for line in entered),
         "inventory_tab": "counts",
+        "approval": (
+            ApprovalRequest.objects.for_subject(services.CYCLE_COUNT, count.pk)
+            .order_by("-id")
+            .first()
+            if count.status != CountStatus.OPEN or count.resolution
+            else None
+        ),
     }
 
 
@@ -738,12 +746,19 @@ class CountPostView(RoleRequiredMixin, View):
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         count = get_object_or_404(CycleCount.objects.select_related("warehouse"), pk=pk)
         try:
-            posted = services.post_count(count=count)
+            posted = services.post_count(count=count, requested_by=request.user)
         except StockError as exc:
             context = _count_context(count)
             context["post_errors"] = exc.messages
             template = CountDetailView.template_name + ("#count-sheet" if request.htmx else "")
             return render(request, template, context, status=_error_status(request))
+        if posted.status == CountStatus.PENDING_APPROVAL:
+            messages.info(
+                request,
+                f"Count #{posted.pk} is worth more than the brand's ceiling: it posts once "
+                "approved in the approvals inbox.",
+            )
+            return _done(request, reverse("inventory:count_detail", args=[posted.pk]))
         corrections = posted.lines.exclude(posted_variance=0).count()
         messages.success(
             request,

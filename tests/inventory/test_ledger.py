@@ -1,5 +1,7 @@
 """Stock services on the real database: movements, reservations, transfers, counts."""
 
+from decimal import Decimal
+
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
@@ -192,7 +194,9 @@ def test_status_change_moves_stock_between_statuses():
 
 
 def test_cycle_count_posts_variance_as_corrections():
-    a, b, wh = SKUFactory(), SKUFactory(), WarehouseFactory()
+    # Costed, and worth less than the approval ceiling: it posts at once.
+    costed = {"unit_cost": Decimal("1.00"), "cost_currency": "USD"}
+    a, b, wh = SKUFactory(**costed), SKUFactory(**costed), WarehouseFactory()
     services.receive(sku=a, warehouse=wh, quantity=10)
     services.receive(sku=b, warehouse=wh, quantity=4)
     count = services.start_count(warehouse=wh)
