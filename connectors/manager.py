@@ -48,6 +48,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectors.shopify",
     "connectors.threepl",
     "connectors.sandbox",
+    "connectors.shippo",
+    "connectors.easypost",
+    "connectors.ltl",
 )
 
 

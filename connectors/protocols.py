@@ -40,7 +40,14 @@ from connectors.types import (
     WebhookEvent,
 )
 
-__all__ = ["CarrierConnector", "ChannelConnector", "Connector", "ThreePLConnector"]
+__all__ = [
+    "CarrierConnector",
+    "CarrierLabels",
+    "CarrierWebhooks",
+    "ChannelConnector",
+    "Connector",
+    "ThreePLConnector",
+]
 
 
 @runtime_checkable
@@ -151,9 +158,50 @@ class CarrierConnector(Connector, Protocol):
         ...
 
     def void_label(self, *, label_id: str) -> None:
-        """Void (refund) an unused label. Voiding twice is not an error."""
+        """Void (refund) an unused label. Voiding twice is not an error.
+
+        Carriers may decide refunds later: ``get_label`` (``labels.list``) then reports
+        ``LabelStatus.VOID_PENDING`` until the label is ``VOIDED`` or ``VOID_REJECTED``.
+        """
         ...
 
     def track(self, *, tracking_number: str) -> list[TrackingEvent]:
-        """Tracking events so far, oldest first."""
+        """Tracking events so far, oldest first. Carrier trouble (bad address, damage,
+        return to sender...) comes as ``EXCEPTION``/``RETURNED`` events with
+        ``TrackingEvent.exception`` set."""
         ...
+
+
+# Optional carrier methods, by capability. They are separate protocols so that a carrier
+# without them still satisfies ``isinstance(x, CarrierConnector)``.
+
+
+@runtime_checkable
+class CarrierLabels(Protocol):
+    """``labels.list``: the labels bought on the account, and one label's current state."""
+
+    def list_labels(self, *, cursor: str | None) -> PullResult[Label]:
+        """One page of purchased labels (documents not downloaded: ``Label.document`` empty).
+
+        Resumable from the returned cursor like any pull; a label may repeat across pages.
+        """
+        ...
+
+    def get_label(self, *, label_id: str) -> Label:
+        """The label as the carrier holds it now: ``status`` (pending purchase, purchased,
+        refund pending/refunded/rejected) and, while usable, its document."""
+        ...
+
+
+@runtime_checkable
+class CarrierWebhooks(Protocol):
+    """``webhooks`` on a carrier: tracking updates pushed by the vendor.
+
+    Same contract as the channel methods of the same names: ``verify_webhook`` is offline
+    and fast over the raw bytes; ``parse_webhook`` returns a :class:`WebhookEvent` whose
+    ``tracking`` holds the canonical events (``order`` stays ``None``).
+    """
+
+    def verify_webhook(self, *, headers: Mapping[str, str], body: bytes) -> None: ...
+
+    def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent: ...

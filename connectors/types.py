@@ -18,6 +18,7 @@ strings) for storage, logs and task payloads.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import re
@@ -45,6 +46,7 @@ __all__ = [
     "InboundShipment",
     "KIND_CAPABILITIES",
     "Label",
+    "LabelStatus",
     "Listing",
     "Money",
     "Order",
@@ -60,6 +62,7 @@ __all__ = [
     "ServiceLevel",
     "StockLevel",
     "TrackingEvent",
+    "TrackingException",
     "TrackingStatus",
     "WebhookEvent",
     "to_primitive",
@@ -140,6 +143,8 @@ class Capability(enum.StrEnum):
     LABELS_BUY = "labels.buy"
     LABELS_VOID = "labels.void"
     TRACKING = "tracking"
+    #: Carriers: list purchased labels and look one up (``list_labels``, ``get_label``).
+    LABELS_LIST = "labels.list"
 
 
 #: Capabilities each kind may declare, with the protocol method implementing each.
@@ -168,6 +173,9 @@ KIND_CAPABILITIES: Mapping[ConnectorKind, Mapping[Capability, tuple[str, ...]]] 
                 Capability.LABELS_BUY: ("buy_label",),
                 Capability.LABELS_VOID: ("void_label",),
                 Capability.TRACKING: ("track",),
+                Capability.LABELS_LIST: ("list_labels", "get_label"),
+                # Tracking updates pushed by the carrier (WebhookEvent.tracking).
+                Capability.WEBHOOKS: ("verify_webhook", "parse_webhook"),
             }
         ),
     }
@@ -205,6 +213,34 @@ class TrackingStatus(enum.StrEnum):
     DELIVERED = "delivered"
     EXCEPTION = "exception"
     RETURNED = "returned"
+
+
+class TrackingException(enum.StrEnum):
+    """Why a parcel is in trouble, vendor-neutral (set on exception and return events)."""
+
+    ADDRESS_ISSUE = "address_issue"
+    DAMAGED = "damaged"
+    RETURN_TO_SENDER = "return_to_sender"
+    DELIVERY_FAILED = "delivery_failed"
+    DELAYED = "delayed"
+    HELD = "held"
+    LOST = "lost"
+    OTHER = "other"
+
+
+class LabelStatus(enum.StrEnum):
+    """Where a purchased label stands with the carrier."""
+
+    #: The carrier accepted the purchase and is still producing the label.
+    PENDING = "pending"
+    PURCHASED = "purchased"
+    #: The carrier could not produce the label (nothing was charged).
+    FAILED = "failed"
+    #: A refund was requested and the carrier has not decided yet.
+    VOID_PENDING = "void_pending"
+    VOIDED = "voided"
+    #: The carrier refused the refund (typically: the parcel was already scanned).
+    VOID_REJECTED = "void_rejected"
 
 
 class PushOutcome(enum.StrEnum):
@@ -518,10 +554,17 @@ class TrackingEvent:
     occurred_at: datetime
     description: str = ""
     location: str = ""
+    #: Why the parcel is in trouble, for exception and return events.
+    exception: TrackingException | None = None
+    #: The vendor's own status and detail code (e.g. ``TRANSIT/address_issue``), for support.
+    carrier_status: str = ""
+    carrier: str = ""
 
     def __post_init__(self) -> None:
         _set_field(self, "status", TrackingStatus(self.status))
         _aware(self, "occurred_at", self.occurred_at)
+        if self.exception is not None:
+            _set_field(self, "exception", TrackingException(self.exception))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -565,10 +608,17 @@ class Rate:
     amount: Money
     estimated_days: int | None = None
     expires_at: datetime | None = None
+    #: The vendor's service code (Shippo servicelevel token, EasyPost service name).
+    service_code: str = ""
+    #: The vendor's shipment the rate was quoted on (buying it may need that id).
+    shipment_ref: str = ""
+    #: When the vendor made the quote (bounds idempotency lookups of a later purchase).
+    quoted_at: datetime | None = None
 
     def __post_init__(self) -> None:
         _set_field(self, "service_level", ServiceLevel(self.service_level))
         _aware(self, "expires_at", self.expires_at, optional=True)
+        _aware(self, "quoted_at", self.quoted_at, optional=True)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -583,9 +633,19 @@ class Label:
     label_format: str = "PDF"
     #: The key the purchase was made under; buying again with it returns this label.
     idempotency_key: str = ""
+    status: LabelStatus = LabelStatus.PURCHASED
+    #: The printable label (PDF/PNG bytes or ZPL text as bytes, per ``label_format``);
+    #: empty when not downloaded (e.g. in listings).
+    document: bytes = b""
+    rate_id: str = ""
+    shipment_ref: str = ""
+    tracking_url: str = ""
 
     def __post_init__(self) -> None:
         _aware(self, "created_at", self.created_at)
+        _set_field(self, "status", LabelStatus(self.status))
+        if not isinstance(self.document, bytes):
+            raise TypeError("document must be bytes")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -640,12 +700,15 @@ class WebhookEvent:
     payload: Mapping[str, Any]
     delivery_id: str = ""
     order: Order | None = None
+    #: Carrier topics: the tracking events the delivery carries, oldest first.
+    tracking: tuple[TrackingEvent, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.event_id:
             raise ValueError("event_id is required")
         _aware(self, "occurred_at", self.occurred_at)
         _readonly(self, "payload", self.payload)
+        _tuple(self, "tracking", self.tracking)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -718,7 +781,7 @@ class ConnectorInfo:
 
 def to_primitive(value: Any) -> Any:
     """JSON-ready data: dataclasses to dicts, ``Decimal``/``datetime``/enums to strings,
-    tuples and sets to lists (sets sorted, so output is stable)."""
+    bytes to base64 text, tuples and sets to lists (sets sorted, so output is stable)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_primitive(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
@@ -729,6 +792,8 @@ def to_primitive(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     if isinstance(value, Mapping):
         return {str(k): to_primitive(v) for k, v in value.items()}
     if isinstance(value, frozenset | set):

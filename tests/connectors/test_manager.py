@@ -45,8 +45,20 @@ def names(pm) -> set[str]:
 
 def test_builtins_register_through_the_manager_without_installation(entry_points):
     pm = get_plugin_manager()
-    assert {"shopify", "threepl", "sandbox"} <= {n for n, _ in pm.list_name_plugin()}
-    assert names(pm) == {"shopify", "threepl", "sandbox_channel", "sandbox_3pl", "sandbox_carrier"}
+    assert {"shopify", "threepl", "sandbox", "shippo", "easypost", "ltl"} <= {
+        n for n, _ in pm.list_name_plugin()
+    }
+    assert names(pm) == {
+        "shopify",
+        "threepl",
+        "sandbox_channel",
+        "sandbox_3pl",
+        "sandbox_carrier",
+        "shippo",
+        "easypost",
+        "ltl_broker",
+        "ltl_direct",
+    }
     assert all(pm.sources[m.rsplit(".", 1)[-1]].builtin for m in DEFAULT_PLUGINS)
     assert pm.load_errors == {}
 
