@@ -18,7 +18,8 @@ always give the same decision: ties break on warehouse priority then id.
 Rule vocabulary (JSON on orders.Rule):
   conditions: country_in, state_in, postal_prefix_in, channel_in, order_type_in,
               service_level_in, sku_tag_any, weight_kg_gte, weight_kg_lt,
-              order_value_gte, order_value_lt
+              order_value_gte, order_value_lt (brand currency; an order in another
+              currency matches no value condition)
   actions:    ship_from (warehouse code), prefer (list of codes),
               require_capability (capability), ship_type ("parcel" | "ltl")
 """
@@ -153,7 +154,9 @@ class OrderFacts:
     country: str
     state: str
     postal_code: str
-    value: Decimal
+    # In the brand's currency; None for an order in another currency (Keel does not
+    # convert), which no value condition matches.
+    value: Decimal | None
     lines: tuple[LineInfo, ...]
     now: datetime
 
@@ -247,8 +250,8 @@ def rule_matches(rule: RuleInfo, facts: OrderFacts) -> bool:
         ("sku_tag_any", lambda v: bool(facts.tags & set(v))),
         ("weight_kg_gte", lambda v: facts.weight_kg >= float(v)),
         ("weight_kg_lt", lambda v: facts.weight_kg < float(v)),
-        ("order_value_gte", lambda v: facts.value >= Decimal(str(v))),
-        ("order_value_lt", lambda v: facts.value < Decimal(str(v))),
+        ("order_value_gte", lambda v: facts.value is not None and facts.value >= Decimal(str(v))),
+        ("order_value_lt", lambda v: facts.value is not None and facts.value < Decimal(str(v))),
     ]
     return all(check(c[key]) for key, check in checks if key in c)
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.context import current_actor
@@ -51,6 +51,7 @@ from orders.models import (
     ShipType,
 )
 from outbox.services import publish_domain_event
+from tenants.models import Brand
 
 log = logging.getLogger(__name__)
 
@@ -393,10 +394,12 @@ def order_facts(
     now: datetime | None = None,
     *,
     catalog: SkuFacts | None = None,
+    currency: str | None = None,
 ) -> routing.OrderFacts:
-    """What routing sees of `order`. Pass `catalog` (covering the lines' SKUs) when it
-    was read already: it saves two queries per order."""
+    """What routing sees of `order`. Pass `catalog` (covering the lines' SKUs) and the
+    brand's `currency` when they were read already: it saves queries per order."""
     catalog = catalog or sku_facts(ln.sku_id for ln in lines)
+    currency = currency or brand_currency()
     skus, components = catalog.skus, catalog.components
     infos = []
     for ln in lines:
@@ -420,10 +423,17 @@ def order_facts(
         country=order.ship_country,
         state=order.ship_state,
         postal_code=order.ship_postal_code,
-        value=order.total,
+        value=order.total if order.currency.upper() == currency.upper() else None,
         lines=tuple(infos),
         now=now or timezone.now(),
     )
+
+
+def brand_currency() -> str:
+    tenant = getattr(connection, "tenant", None)
+    if isinstance(tenant, Brand):
+        return tenant.currency
+    return Brand.objects.only("currency").get(schema_name=connection.schema_name).currency
 
 
 def _weights(cfg: RoutingSettings) -> routing.Weights:
@@ -627,7 +637,7 @@ def _inputs(
         "channel": facts.channel,
         "order_type": facts.order_type,
         "service_level": facts.service_level,
-        "value": str(facts.value),
+        "value": None if facts.value is None else str(facts.value),
         "weight_kg": round(facts.weight_kg, 3),
         "lines": [[ln.line_id, ln.sku_id, ln.quantity] for ln in facts.lines],
         "stock": sorted([s, w, q] for (s, w), q in atp.items()),
@@ -1026,13 +1036,13 @@ def simulate(rule_set: RuleSet, *, last: int = 500) -> list[SimulationRow]:
     components = {c for parts in catalog.components.values() for c, _ in parts}
     atp = stock.available_to_promise(sku_ids=all_skus | components) if all_skus else {}
     threshold, weights = float(cfg.confidence_threshold), _weights(cfg)
-    now = timezone.now()
+    now, currency = timezone.now(), brand_currency()
     rows = []
     for order in orders:
         lines = lines_by_order[order.pk]
         if not lines or len(lines) != order.lines.count():
             continue
-        facts = order_facts(order, lines, now=now, catalog=catalog)
+        facts = order_facts(order, lines, now=now, catalog=catalog, currency=currency)
         decisions = [
             routing.decide(
                 facts, warehouses=whs, atp=atp, rules=r, threshold=threshold, weights=weights
@@ -1190,6 +1200,7 @@ def _bulk_route(fresh: list[tuple[int, OrderInput]]) -> list[tuple[int, Order]]:
     routed: list[tuple[Order, routing.Decision, RoutingDecision]] = []
     one_by_one: list[Order] = []
     held: list[tuple[Order, routing.Decision, dict]] = []
+    currency = brand_currency()
     for order, (_, data) in zip(orders, fresh, strict=True):
         lines = lines_of[order.pk]
         needs_single = (
@@ -1201,7 +1212,7 @@ def _bulk_route(fresh: list[tuple[int, OrderInput]]) -> list[tuple[int, Order]]:
         if needs_single:
             one_by_one.append(order)  # holds and cancellations: the single path says why
             continue
-        facts = order_facts(order, lines, now=now, catalog=catalog)
+        facts = order_facts(order, lines, now=now, catalog=catalog, currency=currency)
         decision = routing.decide(
             facts, warehouses=infos, atp=atp, rules=rules, threshold=threshold, weights=weights
         )

@@ -56,3 +56,29 @@ def test_rule_warehouse_short_of_stock_falls_to_scoring(network):
     assert "wanted WEST, which is short of stock" in decision.explanation
     # FBA (Reno) is closest to California of the rest.
     assert routed_to(order) == ["FBA"]
+
+
+@pytest.mark.parametrize(
+    ("currency", "total", "warehouse"),
+    [("USD", "900.00", "TX"), ("USD", "100.00", "WEST"), ("EUR", "900.00", "WEST")],
+)
+def test_order_value_rules_compare_in_the_brand_currency_only(currency, total, warehouse):
+    """Keel does not convert currencies: 900 EUR is not "at least 500" of the brand's USD,
+    so a value rule never matches an order in another currency."""
+    from decimal import Decimal
+
+    from orders.services import draft_rule_set, publish_rule_set
+    from tests.orders.conftest import TYPICAL_RULES
+
+    big = {
+        "name": "Big orders from TX",
+        "conditions": {"order_value_gte": 500},
+        "actions": {"ship_from": "TX"},
+    }
+    publish_rule_set(draft_rule_set(actor=None, rules=[big, *TYPICAL_RULES]))
+
+    order = ingest_order(order_input(state="CA", currency=currency, total=Decimal(total))).order
+
+    assert routed_to(order) == [warehouse]
+    inputs = RoutingDecision.objects.get(order=order).inputs
+    assert inputs["value"] == (None if currency == "EUR" else total)
