@@ -112,6 +112,9 @@ BUSINESS_APPS = (
     "shipping_",
 )
 
+# Configuration rows migrations seed into every brand: they are not test data.
+SEEDED = {"forecasting_segmentpolicy"}
+
 
 def empty_business_tables(schema: str) -> None:
     """Truncate a brand's business tables (data committed by threads or a server process),
@@ -122,7 +125,9 @@ def empty_business_tables(schema: str) -> None:
             "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
             [schema],
         )
-        tables = sorted(t for (t,) in cursor.fetchall() if t.startswith(BUSINESS_APPS))
+        tables = sorted(
+            t for (t,) in cursor.fetchall() if t.startswith(BUSINESS_APPS) and t not in SEEDED
+        )
         cursor.execute(
             f"TRUNCATE {', '.join(f'{schema}.{t}' for t in tables)} RESTART IDENTITY CASCADE"
         )

@@ -584,10 +584,11 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @idempotent
     def release_fraud_hold(self, request, pk=None) -> Response:
         """A person checked an order held for the channel's fraud flag: route it."""
+        order = self.get_object()  # an unknown id is 404 before any body is judged
         data = ReleaseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         order = services.release_fraud_hold(
-            self.get_object(), actor=request.user, note=data.validated_data["note"]
+            order, actor=request.user, note=data.validated_data["note"]
         )
         return _order_response(order)
 
@@ -600,11 +601,10 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @idempotent
     def correct_address(self, request, pk=None) -> Response:
         """Fix the ship-to of an order held for an invalid address, then route it."""
+        order = self.get_object()
         data = AddressSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        order = services.correct_address(
-            self.get_object(), actor=request.user, **data.validated_data
-        )
+        order = services.correct_address(order, actor=request.user, **data.validated_data)
         return _order_response(order)
 
 
