@@ -546,6 +546,8 @@ def _decide(
     comment = (comment or "").strip()[:MAX_COMMENT]
     with transaction.atomic():
         request = _locked(pk)
+        if not _is_member(actor):
+            raise AccessError("You are not a member of this brand.", "not_a_member")
         refused = refusal(actor, request)
         if refused is not None:
             raise refused.error()
@@ -666,6 +668,8 @@ def cancel(request: ApprovalRequest | int, *, actor: object, reason: str = "") -
     person = _person(actor)
     with transaction.atomic():
         request = _locked(pk)
+        if not _is_member(actor):
+            raise AccessError("You are not a member of this brand.", "not_a_member")
         mine = person is not None and request.requested_by_id == person.pk
         if not (mine or has_permission(actor, "approvals.manage_policies")):
             raise AccessError("Only the requester or an admin can cancel this request.")
@@ -705,10 +709,19 @@ def add_comment(request: ApprovalRequest, *, actor: object, body: str) -> Approv
 # --- Reading ------------------------------------------------------------------------------
 
 
+def _is_member(actor: object) -> bool:
+    """People live in their brand's schema: a User loaded in another brand's schema has a
+    pk that may belong to someone else here, so services check it is this brand's person
+    (views and the API only ever see this brand's users)."""
+    if not isinstance(actor, User):
+        return True  # keys and the system are refused by refusal() for what they may not do
+    return User.objects.filter(pk=actor.pk, email=actor.email).exists()
+
+
 def decidable_requests(user: object, *, queryset=None) -> list[ApprovalRequest]:
     """Pending requests `user` may approve or reject now, oldest first."""
     person = _person(user)
-    if person is None or not person.is_active:
+    if person is None or not person.is_active or not _is_member(person):
         return []
     candidates = (
         (queryset if queryset is not None else ApprovalRequest.objects.all())

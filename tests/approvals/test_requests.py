@@ -16,7 +16,7 @@ from approvals import registry
 from approvals import services as approvals
 from approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequest, RequestState
 from audit.models import ActivityEntry
-from tests.approvals.conftest import make_people
+from tests.approvals.conftest import adjust, make_people
 from tests.conftest import brand_client
 
 JSON = "application/json"
@@ -409,3 +409,20 @@ def test_api_lists_with_filters_and_retrieves_the_decision_context(
         ],
         "warnings": [],
     }
+
+
+def test_a_person_of_another_brand_decides_nothing(goods, people, owner_b):
+    """Users live in their brand's schema: beta's owner, handed to a service while alpha's
+    schema is active, must not pass for whoever holds the same id in alpha."""
+    outcome = adjust(goods, -100, people.warehouse)
+
+    with pytest.raises(AccessError) as refused:
+        approvals.approve(outcome.approval, actor=owner_b)
+    with pytest.raises(AccessError):
+        approvals.cancel(outcome.approval, actor=owner_b)
+
+    outcome.approval.refresh_from_db()
+    assert refused.value.code == "not_a_member"
+    assert outcome.approval.state == "pending"
+    assert outcome.approval.decisions.count() == 0
+    assert approvals.decidable_requests(owner_b) == []
