@@ -1,5 +1,7 @@
 """Apps' dashboard panels: shown to who may see them, hidden when they have nothing."""
 
+import copy
+
 import pytest
 
 from accounts.roles import Role
@@ -19,7 +21,10 @@ def panels():
 @pytest.mark.django_db
 def test_panels_follow_permissions_and_their_context(brand_a, panels, tmp_path, settings):
     (tmp_path / "panel.html").write_text("<p>{{ panel.line }}</p>")
-    settings.TEMPLATES[0]["DIRS"] = [*settings.TEMPLATES[0]["DIRS"], str(tmp_path)]
+    # Assign a new value (not an in-place edit) so Django resets its template engines.
+    templates = copy.deepcopy(settings.TEMPLATES)
+    templates[0]["DIRS"] = [*templates[0]["DIRS"], str(tmp_path)]
+    settings.TEMPLATES = templates
     panels.register(
         dashboard.Panel(
             "late", "Late things", "panel.html", "orders.manage", lambda u: {"line": "3 late"}
