@@ -40,3 +40,4 @@ PY
 "$py" tests/benchmarks/bench_shopify_backfill.py "$@"
 "$py" tests/benchmarks/bench_webhooks.py "$@"
 "$py" tests/benchmarks/bench_forecast.py "$@"
+"$py" tests/benchmarks/bench_nightly.py "$@"

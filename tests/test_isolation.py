@@ -60,7 +60,17 @@ def fill(route: str, object_id: int) -> str:
     # Regex groups (DRF routers) first, then path converters.
     route = re.sub(r"\(\?P<(pk|id)>[^)]*\)", str(object_id), route)
     route = re.sub(r"\(\?P<format>[^)]*\)", "json", route)
-    route = re.sub(r"\(\?P<\w+>[^)]*\)", "abc123", route)
+
+    # Any other group: a value its own regex accepts (ids as digits, codes as text, or
+    # one of a fixed list of words).
+    def accepted(match: re.Match) -> str:
+        pattern = match.group(1)
+        for value in (str(object_id), "abc123", *pattern.split("|")):
+            if re.fullmatch(pattern, value):
+                return value
+        return "abc123"
+
+    route = re.sub(r"\(\?P<\w+>([^)]*)\)", accepted, route)
     route = re.sub(r"<int:\w+>", str(object_id), route)
     route = re.sub(r"<(str:)?\w+>", "abc123", route)
     return "/" + route.replace("\\.", ".").replace("/?", "/")

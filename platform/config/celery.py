@@ -73,6 +73,29 @@ app.conf.beat_schedule = {
         "schedule": 60,
         "args": ("sync.poll_connections",),
     },
+    # Replenishment: hourly tick, each brand plans once a day at 05:00 brand time.
+    "replenishment-daily-plan": {
+        "task": "workers.fan_out",
+        "schedule": 60 * 60,
+        "args": ("replenishment.daily_plan",),
+        "kwargs": {"queue": "forecast"},
+    },
+    # Forecasting: hourly tick, each brand rebuilds demand, re-segments and starts its
+    # forecast run once a day from 02:00 brand time (forecasting.services.NIGHTLY_HOUR).
+    "forecasting-nightly": {
+        "task": "workers.fan_out",
+        "schedule": 60 * 60,
+        "args": ("forecasting.nightly",),
+        "kwargs": {"queue": "forecast"},
+    },
+    # Purchasing: hourly tick, each brand emails its supplier scorecards on the first of
+    # the month from 08:00 brand time, once (purchasing.digest).
+    "purchasing-supplier-digest": {
+        "task": "workers.fan_out",
+        "schedule": 60 * 60,
+        "args": ("purchasing.supplier_digest",),
+        "kwargs": {"queue": "default"},
+    },
     "tenants-refill-pool": {
         "task": "tenants.refill_schema_pool",
         "schedule": 5 * 60,

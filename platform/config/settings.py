@@ -279,6 +279,10 @@ SPECTACULAR_SETTINGS = {
         "ConnectionStatusEnum": "sync.models.ConnectionStatus",
         "SyncRunStatusEnum": "sync.models.RunStatus",
         "SyncRunTriggerEnum": "sync.models.RunTrigger",
+        "ApprovalRequestStateEnum": "approvals.models.RequestState",
+        "PurchaseOrderStateEnum": "purchasing.models.POState",
+        "ForecastRunStateEnum": "forecasting.models.RunState",
+        "RecommendationStateEnum": "replenishment.models.State",
     },
 }
 

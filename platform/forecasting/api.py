@@ -1,7 +1,370 @@
-"""REST API of the forecasting app, registered on the brand API router by config.api_urls."""
+"""REST API of the forecasting app, registered on the brand API router by config.api_urls.
 
+- `/forecasts/`: every SKU's latest forecast (filters `sku`, `segment`, `method`);
+  `/forecasts/{sku_id}/` one SKU's, with the daily mean and 80 % / 95 % bounds.
+- `/demand-history/{sku_id}/?start=&end=`: units sold and returned per day (all channels
+  and warehouses) with stock-out days flagged, plus totals per channel.
+- `/forecast-runs/`: runs, newest first; `POST` starts one (forecasting.manage). Only one
+  run is in flight at a time: a start while one runs answers 200 with that run instead of
+  201 with a new one, so retries never queue a second run (Idempotency-Key honoured too).
+- `/segments/`: SKU counts, revenue and planning policy per segment; `PATCH
+  /segments/{segment}/` changes the review cadence or service level (forecasting.manage).
+Reading needs forecasting.view, like the pages.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Sum
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.response import Response
 from rest_framework.routers import BaseRouter
+
+from catalog.models import SKU
+from config.api import IDEMPOTENCY_KEY, QueryFilter, QueryParamFilter, error_responses
+from forecasting import services
+from forecasting.models import (
+    SEGMENT_ORDER,
+    DemandDay,
+    ForecastRun,
+    RunKind,
+    Segment,
+    SkuForecast,
+)
+from idempotency.services import idempotent
+
+MAX_HISTORY_DAYS = 1100
+
+
+class IntervalSerializer(serializers.Serializer):
+    lower = serializers.ListField(child=serializers.FloatField())
+    upper = serializers.ListField(child=serializers.FloatField())
+
+
+class ForecastSerializer(serializers.ModelSerializer):
+    sku_code = serializers.CharField(source="sku.code", read_only=True)
+    segment = serializers.SerializerMethodField()
+    next_28 = serializers.SerializerMethodField(help_text="Units expected over the next 28 days")
+    lo95_28 = serializers.SerializerMethodField()
+    hi95_28 = serializers.SerializerMethodField()
+    intervals = serializers.SerializerMethodField(
+        help_text='Daily bounds by level: {"80": {"lower": [...], "upper": [...]}, "95": ...}'
+    )
+
+    class Meta:
+        model = SkuForecast
+        fields = [
+            "sku",
+            "sku_code",
+            "segment",
+            "run",
+            "generated_at",
+            "start",
+            "horizon",
+            "method",
+            "demand_class",
+            "daily_mean",
+            "daily_std",
+            "next_28",
+            "lo95_28",
+            "hi95_28",
+            "mean",
+            "intervals",
+            "scores",
+            "warm_started",
+            "launch_profile",
+        ]
+        read_only_fields = fields
+
+    def _summary(self, obj: SkuForecast) -> services.ForecastSummary:
+        cache = self.context.setdefault("summaries", {})
+        if obj.pk not in cache:
+            cache[obj.pk] = services.summarize(obj)
+        return cache[obj.pk]
+
+    def get_segment(self, obj: SkuForecast) -> str:
+        segment = getattr(obj.sku, "segment", None)
+        return segment.segment if segment is not None else Segment.TAIL.value
+
+    def get_next_28(self, obj: SkuForecast) -> float:
+        return round(self._summary(obj).next_28, 3)
+
+    def get_lo95_28(self, obj: SkuForecast) -> float:
+        return round(self._summary(obj).lo95_28, 3)
+
+    def get_hi95_28(self, obj: SkuForecast) -> float:
+        return round(self._summary(obj).hi95_28, 3)
+
+    @extend_schema_field(serializers.DictField(child=IntervalSerializer()))
+    def get_intervals(self, obj: SkuForecast) -> dict[str, dict[str, list[float]]]:
+        return {
+            "80": {"lower": obj.lo80, "upper": obj.hi80},
+            "95": {"lower": obj.lo95, "upper": obj.hi95},
+        }
+
+
+class ForecastViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Latest forecast per SKU; retrieve by SKU id."""
+
+    serializer_class = ForecastSerializer
+    lookup_field = "sku_id"
+    lookup_url_kwarg = "sku_id"
+    lookup_value_regex = r"\d+"
+    filter_backends = [QueryParamFilter]
+    query_filters = {
+        "sku": QueryFilter(
+            serializers.CharField(max_length=64),
+            lambda qs, v: qs.filter(sku__code__iexact=v),
+            "SKU code.",
+        ),
+        "segment": QueryFilter(
+            serializers.ChoiceField(choices=Segment.choices),
+            lambda qs, v: (
+                qs.filter(sku__segment__segment=v)
+                if v != Segment.TAIL
+                else qs.exclude(sku__segment__segment__in=[s for s in Segment.values if s != v])
+            ),
+            "Segment (SKUs never segmented count as tail).",
+        ),
+        "method": QueryFilter(
+            serializers.CharField(max_length=40),
+            lambda qs, v: qs.filter(method=v),
+            "Chosen method, e.g. ets, croston_tsb.",
+        ),
+    }
+    required_permissions = {"list": "forecasting.view", "retrieve": "forecasting.view"}
+
+    def get_queryset(self):
+        return SkuForecast.objects.select_related("sku", "sku__segment").defer("warm")
+
+
+class DemandDaySerializer(serializers.Serializer):
+    day = serializers.DateField()
+    units = serializers.IntegerField()
+    returned = serializers.IntegerField()
+    stockout = serializers.BooleanField(help_text="No sellable stock anywhere: demand unknown")
+
+
+class DemandHistorySerializer(serializers.Serializer):
+    sku = serializers.IntegerField()
+    sku_code = serializers.CharField()
+    start = serializers.DateField()
+    end = serializers.DateField()
+    units = serializers.IntegerField()
+    returned = serializers.IntegerField()
+    stockout_days = serializers.IntegerField()
+    channels = serializers.DictField(child=serializers.IntegerField(), help_text="Units by channel")
+    days = DemandDaySerializer(many=True)
+
+
+class HistoryQuery(serializers.Serializer):
+    start = serializers.DateField(required=False)
+    end = serializers.DateField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        end = attrs.get("end") or services.brand_today() - timedelta(days=1)
+        start = attrs.get("start") or end - timedelta(days=89)
+        if start > end:
+            raise serializers.ValidationError({"start": "Must not be after end."}, code="invalid")
+        if (end - start).days >= MAX_HISTORY_DAYS:
+            raise serializers.ValidationError(
+                {"start": f"At most {MAX_HISTORY_DAYS} days at a time."}, code="too_long"
+            )
+        return {"start": start, "end": end}
+
+
+class DemandHistoryViewSet(viewsets.GenericViewSet):
+    """Daily demand history of one SKU (default: the last 90 complete days)."""
+
+    serializer_class = DemandHistorySerializer
+    lookup_url_kwarg = "sku_id"
+    lookup_value_regex = r"\d+"
+    required_permissions = {"retrieve": "forecasting.view"}
+    pagination_class = None
+
+    def get_queryset(self):
+        return SKU.objects.all()
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start", str, description="First day (YYYY-MM-DD)"),
+            OpenApiParameter("end", str, description="Last day (default yesterday)"),
+        ],
+        responses={200: DemandHistorySerializer, **error_responses(400, 403, 404)},
+    )
+    def retrieve(self, request, sku_id: str | None = None) -> Response:
+        sku = get_object_or_404(SKU, pk=sku_id)
+        query = HistoryQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        start, end = query.validated_data["start"], query.validated_data["end"]
+        days = services.demand_days(sku.pk, start=start, end=end)
+        channels = dict(
+            DemandDay.objects.filter(sku=sku, day__gte=start, day__lte=end)
+            .values("channel")
+            .annotate(units=Sum("units"))
+            .values_list("channel", "units")
+        )
+        body = {
+            "sku": sku.pk,
+            "sku_code": sku.code,
+            "start": start,
+            "end": end,
+            "units": sum(d["units"] for d in days),
+            "returned": sum(d["returned"] for d in days),
+            "stockout_days": sum(1 for d in days if d["stockout"]),
+            "channels": {k or "": int(v or 0) for k, v in channels.items()},
+            "days": days,
+        }
+        return Response(DemandHistorySerializer(body).data)
+
+
+class ForecastRunSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ForecastRun
+        fields = [
+            "id",
+            "kind",
+            "state",
+            "total",
+            "done",
+            "failed",
+            "warm_started",
+            "percent",
+            "chunks",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "error",
+            "requested_by_label",
+        ]
+        read_only_fields = fields
+
+
+class ForecastRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Forecast runs, newest first."""
+
+    serializer_class = ForecastRunSerializer
+    queryset = ForecastRun.objects.all()
+    required_permissions = {
+        "list": "forecasting.view",
+        "retrieve": "forecasting.view",
+        "create": "forecasting.manage",
+    }
+
+    @extend_schema(
+        request=None,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            201: ForecastRunSerializer,
+            200: ForecastRunSerializer,
+            **error_responses(403, 422),
+        },
+    )
+    @idempotent
+    def create(self, request) -> Response:
+        """Start a manual run over every SKU with history, or get the run in flight."""
+        before = services.open_run()
+        run = services.run_forecasts(kind=RunKind.MANUAL)
+        joined = before is not None and before.pk == run.pk
+        return Response(
+            ForecastRunSerializer(run).data,
+            status=status.HTTP_200_OK if joined else status.HTTP_201_CREATED,
+        )
+
+
+class SegmentSerializer(serializers.Serializer):
+    segment = serializers.ChoiceField(choices=Segment.choices, read_only=True)
+    tag = serializers.CharField(read_only=True, help_text="SKU tag approval policies match")
+    sku_count = serializers.IntegerField(read_only=True)
+    trailing_revenue = serializers.DecimalField(max_digits=18, decimal_places=2, read_only=True)
+    review_cadence_days = serializers.IntegerField(min_value=1, max_value=365)
+    service_level = serializers.DecimalField(
+        max_digits=4, decimal_places=3, min_value=Decimal("0.5"), max_value=Decimal("0.999")
+    )
+
+
+def _segment_rows() -> list[dict[str, Any]]:
+    policies = services.segment_policies()
+    counts = services.segment_counts()
+    revenue = services.segment_revenue()
+    rows = []
+    for segment in SEGMENT_ORDER:
+        policy = policies.get(segment.value)
+        if policy is None:
+            continue
+        rows.append(
+            {
+                "segment": segment.value,
+                "tag": services.segment_tag(segment.value),
+                "sku_count": counts.get(segment.value, 0),
+                "trailing_revenue": revenue.get(segment.value, Decimal("0")),
+                "review_cadence_days": policy.review_cadence_days,
+                "service_level": policy.service_level,
+            }
+        )
+    return rows
+
+
+class SegmentViewSet(viewsets.GenericViewSet):
+    """The four revenue segments and their planning policies."""
+
+    serializer_class = SegmentSerializer
+    pagination_class = None
+    lookup_url_kwarg = "segment"
+    lookup_value_regex = "|".join(Segment.values)
+    required_permissions = {
+        "list": "forecasting.view",
+        "retrieve": "forecasting.view",
+        "partial_update": "forecasting.manage",
+    }
+
+    def get_queryset(self):
+        return ForecastRun.objects.none()  # rows come from services; no model queryset
+
+    @extend_schema(responses={200: SegmentSerializer(many=True)})
+    def list(self, request) -> Response:
+        return Response(SegmentSerializer(_segment_rows(), many=True).data)
+
+    @extend_schema(responses={200: SegmentSerializer, **error_responses(403, 404)})
+    def retrieve(self, request, segment: str | None = None) -> Response:
+        return Response(SegmentSerializer(self._row(segment)).data)
+
+    @extend_schema(
+        request=SegmentSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: SegmentSerializer, **error_responses(400, 403, 404)},
+    )
+    @idempotent
+    def partial_update(self, request, segment: str | None = None) -> Response:
+        row = self._row(segment)
+        data = SegmentSerializer(row, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        values = {**row, **data.validated_data}
+        services.update_segment_policy(
+            row["segment"],
+            review_cadence_days=values["review_cadence_days"],
+            service_level=values["service_level"],
+        )
+        return Response(SegmentSerializer(self._row(segment)).data)
+
+    def _row(self, segment: str | None) -> dict[str, Any]:
+        for row in _segment_rows():
+            if row["segment"] == segment:
+                return row
+        raise Http404("No such segment.")
 
 
 def register(router: BaseRouter) -> None:
     """Add this app's viewsets to the brand API router."""
+    router.register("forecasts", ForecastViewSet, basename="forecast")
+    router.register("demand-history", DemandHistoryViewSet, basename="demandhistory")
+    router.register("forecast-runs", ForecastRunViewSet, basename="forecastrun")
+    router.register("segments", SegmentViewSet, basename="segment")

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.usefixtures("alpha")
 
 
 def po_policy() -> ApprovalPolicy:
-    return ApprovalPolicy.objects.get(subject_type="purchase_order")
+    # The brand-wide PO policy; segment policies (forecasting) are tried before it.
+    return ApprovalPolicy.objects.get(subject_type="purchase_order", position=100)
 
 
 def state_of(request: ApprovalRequest) -> tuple:

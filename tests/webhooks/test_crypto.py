@@ -29,8 +29,11 @@ def token_of(pk: int) -> str:
 def test_rotation_keeps_old_rows_readable_and_rotate_secrets_rewrites_them(
     in_alpha, settings, capsys
 ):
+    # Keys already in use stay last, as in a real rotation: secrets other tests (or
+    # migrations) left encrypted under them must stay readable to the command.
+    configured = list(crypto._configured_keys())
     # given: two endpoints whose secrets were encrypted under the old key
-    settings.KEEL_FERNET_KEYS = [OLD]
+    settings.KEEL_FERNET_KEYS = [OLD, *configured]
     secrets = {}
     for n in range(2):
         secret = make_endpoint(n)
@@ -38,7 +41,7 @@ def test_rotation_keeps_old_rows_readable_and_rotate_secrets_rewrites_them(
     before = {pk: token_of(pk) for pk in secrets}
 
     # when: a new key goes first, the old one stays
-    settings.KEEL_FERNET_KEYS = [NEW, OLD]
+    settings.KEEL_FERNET_KEYS = [NEW, OLD, *configured]
 
     # then: old rows still decrypt; new writes use the new key
     for pk, secret in secrets.items():

@@ -117,6 +117,76 @@ def cutoffs(n: int, h: int, n_origins: int, min_train: int, step: int | None = N
     return [point for point in points if point >= min_train]
 
 
+def score_forecasts(
+    name: str,
+    y: np.ndarray,
+    forecasts: list[np.ndarray],
+    *,
+    m: int,
+    h: int,
+    origins: list[int],
+    seconds: float = 0.0,
+) -> MethodScore:
+    """Mean MASE / RMSSE of per-origin point forecasts (one array of h per origin).
+
+    Used directly for a combination, whose per-origin forecasts are the mean of its
+    members' and need no refitting.
+    """
+    mases, rmsses = [], []
+    for cutoff, predicted in zip(origins, forecasts, strict=True):
+        actual, train = y[cutoff : cutoff + h], y[:cutoff]
+        score = mase(actual, predicted, train, m)
+        if math.isfinite(score):
+            mases.append(score)
+            rmsses.append(rmsse(actual, predicted, train, m))
+    if not mases:
+        return MethodScore(name, math.nan, math.nan, 0, seconds)
+    return MethodScore(name, float(np.mean(mases)), float(np.mean(rmsses)), len(mases), seconds)
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    """One method's backtest: the score, the first origin's `params()` (the warm start
+    for later fits; empty on failure) and the point forecast at every origin (empty on
+    failure)."""
+
+    score: MethodScore
+    warm: dict[str, Any]
+    forecasts: list[np.ndarray]
+
+
+def backtest_forecasts(
+    method: ForecastMethod,
+    y: np.ndarray,
+    *,
+    m: int,
+    freq: str | None,
+    h: int,
+    origins: list[int],
+) -> BacktestRun:
+    """Fit `method` (an unfitted template) at every origin and score its forecasts.
+
+    Exceptions become a failed score: one method breaking on an odd series must not take
+    the series' forecast down with it.
+    """
+    warm: dict[str, Any] = {}
+    forecasts: list[np.ndarray] = []
+    started = time.perf_counter()
+    try:
+        for cutoff in origins:
+            model = method.clone().fit(y[:cutoff], m=m, freq=freq, warm=warm or None)
+            if not warm:
+                warm = model.params()
+            forecasts.append(model.forecast(h, levels=()).mean)
+    except Exception as exc:  # recorded on the score, see the docstring
+        seconds = time.perf_counter() - started
+        error = f"{type(exc).__name__}: {exc}"
+        return BacktestRun(MethodScore(method.name, math.inf, math.inf, 0, seconds, error), {}, [])
+    seconds = time.perf_counter() - started
+    score = score_forecasts(method.name, y, forecasts, m=m, h=h, origins=origins, seconds=seconds)
+    return BacktestRun(score, warm, forecasts)
+
+
 def backtest_method(
     method: ForecastMethod,
     y: np.ndarray,
@@ -129,31 +199,7 @@ def backtest_method(
     """Score `method` (an unfitted template) over `origins`.
 
     Returns the score and the `params()` of the first origin's fit (empty on failure),
-    which the final fit uses as warm start. Exceptions become a failed score: one method
-    breaking on an odd series must not take the series' forecast down with it.
+    which the final fit uses as warm start. Exceptions become a failed score.
     """
-    warm: dict[str, Any] = {}
-    mases, rmsses = [], []
-    started = time.perf_counter()
-    try:
-        for cutoff in origins:
-            model = method.clone().fit(y[:cutoff], m=m, freq=freq, warm=warm or None)
-            if not warm:
-                warm = model.params()
-            predicted = model.forecast(h, levels=()).mean
-            actual, train = y[cutoff : cutoff + h], y[:cutoff]
-            score = mase(actual, predicted, train, m)
-            if math.isfinite(score):
-                mases.append(score)
-                rmsses.append(rmsse(actual, predicted, train, m))
-    except Exception as exc:  # recorded on the score, see the docstring
-        seconds = time.perf_counter() - started
-        error = f"{type(exc).__name__}: {exc}"
-        return MethodScore(method.name, math.inf, math.inf, 0, seconds, error), {}
-    seconds = time.perf_counter() - started
-    if not mases:
-        return MethodScore(method.name, math.nan, math.nan, 0, seconds), warm
-    score = MethodScore(
-        method.name, float(np.mean(mases)), float(np.mean(rmsses)), len(mases), seconds
-    )
-    return score, warm
+    run = backtest_forecasts(method, y, m=m, freq=freq, h=h, origins=origins)
+    return run.score, run.warm

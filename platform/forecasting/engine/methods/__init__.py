@@ -4,25 +4,41 @@ from __future__ import annotations
 
 from .arima import AutoArima
 from .base import DEFAULT_LEVELS, Forecast, ForecastMethod, count_intervals, normal_intervals
-from .croston import SBA, TSB, Croston, ses_levels
+from .combo import Combination
+from .croston import ADIDA, SBA, TSB, Croston, ses_levels
 from .ets import ETS
-from .naive import SeasonalNaive
+from .naive import Naive, SeasonalNaive
 from .profile import ProfileScaled, as_profile, launch_profile
 
 METHODS: dict[str, type[ForecastMethod]] = {
-    cls.name: cls for cls in (SeasonalNaive, ETS, AutoArima, Croston, SBA, TSB, ProfileScaled)
+    cls.name: cls
+    for cls in (
+        SeasonalNaive,
+        Naive,
+        ETS,
+        AutoArima,
+        Croston,
+        SBA,
+        TSB,
+        ADIDA,
+        ProfileScaled,
+        Combination,
+    )
 }
 
 __all__ = [
+    "ADIDA",
     "DEFAULT_LEVELS",
     "ETS",
     "METHODS",
     "SBA",
     "TSB",
     "AutoArima",
+    "Combination",
     "Croston",
     "Forecast",
     "ForecastMethod",
+    "Naive",
     "ProfileScaled",
     "SeasonalNaive",
     "as_profile",

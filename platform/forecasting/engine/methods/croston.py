@@ -162,3 +162,67 @@ class TSB(ForecastMethod):
             "rate": self.rate,
             "dispersion": self.dispersion,
         }
+
+
+@dataclass(eq=False, kw_only=True)
+class ADIDA(ForecastMethod):
+    """ADIDA (Nikolopoulos et al. 2011): aggregate, smooth, disaggregate.
+
+    The observed history is cut into non-overlapping buckets of k periods ending at the
+    last one, k = the mean interval between demands rounded (at least 1; `aggregation`
+    fixes it). SES on the bucket totals, with α picked from `alphas` by in-sample
+    one-step squared error, gives the next bucket's total; the per-period forecast is
+    that total / k. Aggregating to about one demand per bucket removes most of the zeros
+    that make SES on the raw series jumpy, which is why ADIDA is among the most accurate
+    simple methods on the car-parts and M5 intermittent series.
+    """
+
+    name = "adida"
+
+    aggregation: int | None = None
+    alphas: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+    k: int = field(default=1, init=False)
+    alpha: float = field(default=0.1, init=False)
+    rate: float = field(default=0.0, init=False)
+    dispersion: float = field(default=1.0, init=False)
+
+    def _fit(self, y: np.ndarray, warm: Mapping[str, Any]) -> None:
+        values = y[~np.isnan(y)]
+        demand_at = np.flatnonzero(values > 0)
+        if len(demand_at) == 0:
+            self.k, self.rate, self.dispersion = 1, 0.0, 1.0
+            return
+        if self.aggregation:
+            k = int(self.aggregation)
+        else:
+            intervals = np.diff(np.concatenate([[-1], demand_at]))
+            k = int(round(float(np.mean(intervals))))
+        k = max(1, min(k, len(values)))
+        usable = len(values) - len(values) % k
+        buckets = values[len(values) - usable :].reshape(-1, k).sum(axis=1)
+        best = None
+        for alpha in self.alphas:
+            levels = ses_levels(buckets, alpha, float(buckets[0]))
+            errors = buckets[1:] - levels[:-1]
+            sse = float(np.sum(errors**2))
+            if best is None or sse < best[0] - 1e-12:
+                best = (sse, alpha, levels)
+        _, self.alpha, levels = best
+        self.k = k
+        self.rate = float(levels[-1]) / k
+        # One-step fitted rate per period: the level after the previous bucket.
+        fitted_buckets = np.concatenate([[buckets[0]], levels[:-1]]) / k
+        fitted = np.repeat(fitted_buckets, k)
+        self.dispersion = _dispersion(values[len(values) - usable :], fitted, k)
+
+    def _forecast(self, h: int, levels: tuple[float, ...]) -> Forecast:
+        return count_intervals(np.full(h, self.rate), self.dispersion, levels)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "alpha": self.alpha,
+            "rate": self.rate,
+            "dispersion": self.dispersion,
+        }

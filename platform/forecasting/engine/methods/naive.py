@@ -56,3 +56,19 @@ class SeasonalNaive(ForecastMethod):
 
     def params(self) -> dict[str, Any]:
         return {"lag": self.lag, "sigma": self.sigma}
+
+
+@dataclass(eq=False, kw_only=True)
+class Naive(SeasonalNaive):
+    """Random walk: every future period = the last observed value (seasonal naive, m = 1).
+
+    The benchmark a weekly series needs: with m = 52 the seasonal naive repeats last
+    year's week, which only pays around the few weeks of a strong yearly peak, while the
+    last observed week is often the better guess for the rest of the year.
+    """
+
+    name = "naive"
+
+    def _fit(self, y: np.ndarray, warm: Mapping[str, Any]) -> None:
+        self.m = 1
+        super()._fit(y, warm)
