@@ -51,6 +51,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectors.shippo",
     "connectors.easypost",
     "connectors.ltl",
+    "connectors.amazon",
 )
 
 

@@ -41,3 +41,4 @@ PY
 "$py" tests/benchmarks/bench_webhooks.py "$@"
 "$py" tests/benchmarks/bench_forecast.py "$@"
 "$py" tests/benchmarks/bench_nightly.py "$@"
+"$py" tests/benchmarks/bench_carrier_scoring.py "$@"

@@ -140,6 +140,14 @@ def in_alpha(brand_a):
         yield brand_a
 
 
+def purge_task_queues() -> None:
+    """Drop tasks that committed work queued for workers (outbox relay kicks and the like):
+    no worker runs them in these tests, and the next test expects empty queues."""
+    from config.celery import app
+
+    app.control.purge()
+
+
 @pytest.fixture
 def committed_alpha(django_db_setup, django_db_blocker):
     """For tests whose threads need committed rows: alpha's business tables are emptied
@@ -149,3 +157,4 @@ def committed_alpha(django_db_setup, django_db_blocker):
             yield
         empty_business_tables("brand_alpha")
         connection.set_schema_to_public()
+    purge_task_queues()

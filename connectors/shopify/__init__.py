@@ -12,6 +12,7 @@ from typing import Any
 from connectors import __version__, hookimpl
 from connectors.clock import Clock
 from connectors.http import HttpContext
+from connectors.state import ConnectionState
 from connectors.types import Capability, ConnectorInfo, ConnectorKind, ServiceLevel
 
 NAME = "shopify"
@@ -159,6 +160,7 @@ def keel_connector_factory(
     settings: Mapping[str, Any],
     credentials: Mapping[str, str],
     http: HttpContext,
+    state: ConnectionState,
     clock: Clock,
 ) -> object | None:
     if name != NAME:
@@ -166,5 +168,5 @@ def keel_connector_factory(
     from connectors.shopify.connector import ShopifyConnector
 
     return ShopifyConnector(
-        info=INFO, settings=settings, credentials=credentials, http=http, clock=clock
+        info=INFO, settings=settings, credentials=credentials, http=http, clock=clock, state=state
     )

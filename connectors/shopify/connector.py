@@ -15,10 +15,19 @@ Behaviour worth knowing:
   on standard plans) is paced client-side from ``X-Shopify-Shop-Api-Call-Limit``; a 429's
   ``Retry-After`` is honoured by the SDK client. GraphQL's cost bucket is honoured from
   ``extensions.cost.throttleStatus`` on ``THROTTLED`` errors.
-- **Inventory** uses ``inventorySetQuantities`` with ``compareQuantity``: the current
-  quantity is read, then written only if unchanged; on ``COMPARE_QUANTITY_STALE`` it is
-  re-read and retried at most three times. Shopify applies one call atomically, so a batch
-  with any stale item is retried whole.
+- **Inventory** uses ``inventorySetQuantities`` as a compare-and-swap: the compare value is
+  the quantity Keel last saw on Shopify for that item and location (kept in the connection's
+  ``ConnectionState``: what it last wrote or read), so a change made on Shopify since then —
+  a sale Keel has not ingested yet, an edit in the admin — makes the write fail instead of
+  being overwritten blindly. An item Keel has never seen is read first. On a stale answer
+  (``CHANGE_FROM_QUANTITY_STALE``, or ``COMPARE_QUANTITY_STALE`` before 2026-01) the current
+  quantities are re-read and the write retried at most three times, then reported ``stale``
+  for the sync engine to record and push again later. From API ``2026-01`` the compare value
+  goes in ``changeFromQuantity`` (mandatory from ``2026-04``, where ``compareQuantity`` and
+  ``ignoreCompareQuantity`` are gone) and every mutation carries an ``@idempotent`` key (a
+  UUID per attempt, so the HTTP client's retry of a lost answer is replayed, not re-applied;
+  mandatory from ``2026-04``). Shopify applies one call atomically, so a batch with any stale
+  item is retried whole.
 - **Fulfillments** go through fulfillment orders (``POST fulfillments.json`` with
   ``line_items_by_fulfillment_order`` and ``tracking_info``). Shopify offers no idempotency
   key here, so a repeated push first checks what is still fulfillable and returns the
@@ -33,6 +42,7 @@ Behaviour worth knowing:
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +59,7 @@ from connectors.errors import (
 from connectors.http import ApiClient, HttpContext, parse_link_header
 from connectors.ratelimit import LeakyBucketLimiter
 from connectors.shopify import mapping, webhooks
+from connectors.state import ConnectionState, MemoryState
 from connectors.types import (
     AvailablePushResult,
     AvailableQuantity,
@@ -63,6 +74,12 @@ from connectors.types import (
 )
 
 MAX_STALE_RETRIES = 3
+STALE_CODES = frozenset({"COMPARE_QUANTITY_STALE", "CHANGE_FROM_QUANTITY_STALE"})
+#: First Admin API version with ``changeFromQuantity`` and the ``@idempotent`` directive.
+CHANGE_FROM_VERSION = "2026-01"
+#: ConnectionState key: {"<item gid>@<location gid>": quantity Keel last saw on Shopify}.
+SEEN_KEY = "shopify.inventory_seen"
+SEEN_LIMIT = 20_000
 MAX_THROTTLE_RETRIES = 5
 INVENTORY_BATCH = 100
 ORDER_TOPICS_WITHOUT_ORDER = frozenset({"orders/delete", "orders/edited"})
@@ -89,6 +106,16 @@ mutation KeelInventorySet($input: InventorySetQuantitiesInput!) {
 }
 """.strip()
 
+# 2026-01 and later: the idempotency key travels in the @idempotent directive.
+SET_QUANTITIES_IDEMPOTENT_MUTATION = """
+mutation KeelInventorySet($input: InventorySetQuantitiesInput!, $idempotencyKey: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $idempotencyKey) {
+    inventoryAdjustmentGroup { reason }
+    userErrors { code field message }
+  }
+}
+""".strip()
+
 
 def _gid(kind: str, ref: str) -> str:
     return ref if ref.startswith("gid://") else f"gid://shopify/{kind}/{ref}"
@@ -105,9 +132,11 @@ class ShopifyConnector:
         credentials: Mapping[str, str],
         http: HttpContext,
         clock: Clock,
+        state: ConnectionState | None = None,
     ) -> None:
         self.info = info
         config = validate_connection(info, settings, credentials)
+        self.state: ConnectionState = state if state is not None else MemoryState()
         self.shop_domain: str = config["shop_domain"]
         self.api_version: str = config["api_version"]
         self.location_id: str = str(config.get("location_id") or "")
@@ -334,20 +363,95 @@ class ShopifyConnector:
                 results.update(self._set_batch(location, entries[start : start + INVENTORY_BATCH]))
         return [results[i] for i in range(len(levels))]
 
+    @staticmethod
+    def _seen_key(item_gid: str, location_gid: str) -> str:
+        return f"{item_gid}@{location_gid}"
+
+    def _remember(self, observed: Mapping[str, int]) -> None:
+        """Record quantities Keel now knows Shopify holds (read, or written by us)."""
+        if not observed:
+            return
+
+        def merge(seen: Any) -> dict[str, int]:
+            seen = dict(seen or {})
+            seen.update(observed)
+            if len(seen) > SEEN_LIMIT:
+                # Bounded: forgetting an item only costs one read before its next write.
+                seen = dict(list(seen.items())[-SEEN_LIMIT:])
+            return seen
+
+        self.state.update(SEEN_KEY, merge, default={})
+
+    def _uses_change_from(self) -> bool:
+        return self.api_version >= CHANGE_FROM_VERSION
+
+    def _write_quantities(
+        self, location_gid: str, writes: Sequence[tuple[str, int, int]]
+    ) -> list[dict[str, Any]]:
+        """One atomic ``inventorySetQuantities`` of (item gid, quantity, compare value);
+        returns its userErrors."""
+        if self._uses_change_from():
+            field, extra = "changeFromQuantity", {}
+            query = SET_QUANTITIES_IDEMPOTENT_MUTATION
+        else:
+            field, extra = "compareQuantity", {"ignoreCompareQuantity": False}
+            query = SET_QUANTITIES_MUTATION
+        variables: dict[str, Any] = {
+            "input": {
+                "name": "available",
+                "reason": "correction",
+                **extra,
+                "quantities": [
+                    {
+                        "inventoryItemId": gid,
+                        "locationId": location_gid,
+                        "quantity": quantity,
+                        field: compare,
+                    }
+                    for gid, quantity, compare in writes
+                ],
+            }
+        }
+        if self._uses_change_from():
+            # One key per attempt: the HTTP client repeating this exact body after a lost
+            # answer gets Shopify's first result back; a CAS retry is a new attempt.
+            variables["idempotencyKey"] = str(uuid.uuid4())
+        data = self._graphql(query, variables)
+        return (data.get("inventorySetQuantities") or {}).get("userErrors") or []
+
     def _set_batch(
         self, location: str, entries: list[tuple[int, AvailableQuantity]]
     ) -> dict[int, AvailablePushResult]:
         location_gid = _gid("Location", location)
         results: dict[int, AvailablePushResult] = {}
         pending = list(entries)
+        seen: Mapping[str, int] = self.state.get(SEEN_KEY, {}) or {}
         attempts = 0
+        reread = False
         while pending and attempts <= MAX_STALE_RETRIES:
             attempts += 1
             gids = [_gid("InventoryItem", level.inventory_ref) for _, level in pending]
-            current = self._read_available(gids, location_gid)
+            known: dict[str, int | None] = {}
+            if not reread:
+                known = {
+                    gid: seen[self._seen_key(gid, location_gid)]
+                    for gid in gids
+                    if self._seen_key(gid, location_gid) in seen
+                }
+            unknown = [gid for gid in gids if gid not in known]
+            if unknown:
+                current = self._read_available(unknown, location_gid)
+                known.update(current)
+                self._remember(
+                    {
+                        self._seen_key(gid, location_gid): quantity
+                        for gid, quantity in current.items()
+                        if quantity is not None
+                    }
+                )
             writable = []
             for (index, level), gid in zip(pending, gids, strict=True):
-                if current.get(gid) is None:
+                if known.get(gid) is None:
                     results[index] = AvailablePushResult(
                         level.inventory_ref,
                         location,
@@ -356,36 +460,26 @@ class ShopifyConnector:
                         message="item not stocked at this location",
                     )
                 else:
-                    writable.append((index, level, gid, current[gid]))
+                    writable.append((index, level, gid, known[gid]))
             if not writable:
                 break
-            data = self._graphql(
-                SET_QUANTITIES_MUTATION,
-                {
-                    "input": {
-                        "name": "available",
-                        "reason": "correction",
-                        "ignoreCompareQuantity": False,
-                        "quantities": [
-                            {
-                                "inventoryItemId": gid,
-                                "locationId": location_gid,
-                                "quantity": level.available,
-                                "compareQuantity": previous,
-                            }
-                            for _, level, gid, previous in writable
-                        ],
-                    }
-                },
+            errors = self._write_quantities(
+                location_gid,
+                [(gid, level.available, previous) for _, level, gid, previous in writable],
             )
-            errors = (data.get("inventorySetQuantities") or {}).get("userErrors") or []
             if not errors:
                 for index, level, _, previous in writable:
                     results[index] = AvailablePushResult(
                         level.inventory_ref, location, PushOutcome.APPLIED, previous, attempts
                     )
+                self._remember(
+                    {
+                        self._seen_key(gid, location_gid): level.available
+                        for _, level, gid, _ in writable
+                    }
+                )
                 return results
-            if not any(e.get("code") == "COMPARE_QUANTITY_STALE" for e in errors) and not any(
+            if not any(e.get("code") in STALE_CODES for e in errors) and not any(
                 _error_position(e.get("field")) is not None for e in errors
             ):
                 message = f"{errors[0].get('code')}: {errors[0].get('message', '')}"[:200]
@@ -402,7 +496,7 @@ class ShopifyConnector:
             rejected: dict[int, str] = {}
             for error in errors:
                 position = _error_position(error.get("field"))
-                if error.get("code") != "COMPARE_QUANTITY_STALE" and position is not None:
+                if error.get("code") not in STALE_CODES and position is not None:
                     rejected[position] = f"{error.get('code')}: {error.get('message', '')}"[:200]
             for position, message in rejected.items():
                 if 0 <= position < len(writable):
@@ -415,8 +509,10 @@ class ShopifyConnector:
                         attempts,
                         message,
                     )
-            # Nothing was applied (the call is atomic): retry everything not rejected.
+            # Nothing was applied (the call is atomic): re-read what Shopify holds now and
+            # retry everything not rejected.
             pending = [(index, level) for index, level, _, _ in writable if index not in results]
+            reread = True
         for index, level in pending:
             results[index] = AvailablePushResult(
                 level.inventory_ref,

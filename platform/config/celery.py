@@ -96,6 +96,24 @@ app.conf.beat_schedule = {
         "args": ("purchasing.supplier_digest",),
         "kwargs": {"queue": "default"},
     },
+    # Shipping: exception monitor (no scan, late, carrier exceptions, escalation) on the
+    # monitor queue; carrier tracking polls; label purchases a crash left half-done.
+    "shipping-monitor-exceptions": {
+        "task": "workers.fan_out",
+        "schedule": 15 * 60,
+        "args": ("monitor.shipping_exceptions",),
+        "kwargs": {"queue": "monitor"},
+    },
+    "shipping-poll-tracking": {
+        "task": "workers.fan_out",
+        "schedule": 30 * 60,
+        "args": ("shipping.poll_tracking",),
+    },
+    "shipping-minutely": {
+        "task": "workers.fan_out",
+        "schedule": 60,
+        "args": ("shipping.minutely",),
+    },
     "tenants-refill-pool": {
         "task": "tenants.refill_schema_pool",
         "schedule": 5 * 60,

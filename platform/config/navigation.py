@@ -28,6 +28,12 @@ def _approvals_waiting(user) -> int:
     return pending_count_for(user)
 
 
+def _shipment_exceptions_open(user) -> int:
+    from shipping.services import open_exception_count
+
+    return open_exception_count()
+
+
 SECTIONS: list[Section] = [
     Section("Dashboard", "dashboard", "dashboard.view"),
     # Unmapped listings, warehouses, transfers, counts and holds are tabs inside these two;
@@ -39,6 +45,8 @@ SECTIONS: list[Section] = [
     Section("Purchasing", "purchasing:po_list", "purchasing.view"),
     Section("Forecasts", "forecasting:overview", "forecasting.view"),
     Section("Replenishment", "replenishment:board", "forecasting.view"),
+    Section("Shipping", "shipping:list", "shipping.view"),
+    Section("Exceptions", "shipping:exceptions", "shipping.view", badge=_shipment_exceptions_open),
     Section("Approvals", "approvals:inbox", "approvals.view", badge=_approvals_waiting),
     Section("Connections", "sync:connections", "connections.view"),
     Section("Imports", "imports:upload", "catalog.import"),

@@ -18,6 +18,8 @@ EVENT_TYPES: dict[str, str] = {
     ),
     "approval.decided": "An approval request was approved, rejected or expired.",
     "purchase_order.status_changed": "A purchase order moved to another status.",
+    "shipment.delivered": "A shipment was delivered (parcel scan or LTL proof of delivery).",
+    "shipment.exception": "A shipment needs attention: no scan, late, address, damage, return.",
 }
 
 

@@ -58,6 +58,7 @@ def test_builtins_register_through_the_manager_without_installation(entry_points
         "easypost",
         "ltl_broker",
         "ltl_direct",
+        "amazon",
     }
     assert all(pm.sources[m.rsplit(".", 1)[-1]].builtin for m in DEFAULT_PLUGINS)
     assert pm.load_errors == {}

@@ -14,9 +14,17 @@ Documented behaviour reproduced (every limit is a constructor argument):
   call answer 401 (an uninstalled app / rotated token).
 - GraphQL cost bucket (``graphql_capacity``/``graphql_restore_rate``): a query costing more
   than is available answers 200 with a ``THROTTLED`` error and ``throttleStatus``.
-- ``inventorySetQuantities`` with ``compareQuantity`` (API 2024-10): all-or-nothing,
-  ``COMPARE_QUANTITY_STALE`` when the stored quantity differs; :meth:`interleave_sales`
-  simulates a sale landing between a client's read and its write.
+- ``inventorySetQuantities`` compare-and-swap, all-or-nothing, by the API version in the
+  path: before ``2026-01`` ``compareQuantity`` (``COMPARE_QUANTITY_STALE`` when the stored
+  quantity differs; ``ignoreCompareQuantity`` skips it); from ``2026-01`` ``changeFromQuantity``
+  overrides both (``null`` skips the check, a mismatch is ``CHANGE_FROM_QUANTITY_STALE``);
+  from ``2026-04`` ``changeFromQuantity`` is mandatory, ``compareQuantity`` and
+  ``ignoreCompareQuantity`` no longer exist, and the mutation needs an ``@idempotent`` key
+  (from ``2026-01`` a repeated key replays the first result; the same key with other input
+  is ``IDEMPOTENCY_KEY_PARAMETER_MISMATCH``). :meth:`interleave_sales` simulates a sale
+  landing between a client's read and its write; :meth:`change_available` changes a
+  quantity behind the client's back (a sale or an admin edit); :meth:`add_orders_for`
+  places orders for one SKU and, like Shopify, takes them off the available quantity.
 - Fulfillment orders and ``POST fulfillments.json`` with ``line_items_by_fulfillment_order``.
 
 Orders are generated deterministically from ``seed`` and rendered to JSON once, so a 50,000
@@ -136,6 +144,9 @@ class FakeShopify(FakeAPI):
             (v["inventory_item_id"], location_id): 50 for v in self.variants
         }
         self.inventory_writes: list[dict[str, Any]] = []
+        #: Every inventorySetQuantities answer: {"version", "outcome", "codes"}.
+        self.inventory_attempts: list[dict[str, Any]] = []
+        self._idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
         # Orders, as parallel arrays indexed by position (= id order).
         start = self.clock.now() - order_spacing * (orders + 1)
         self._order_start = start
@@ -197,6 +208,59 @@ class FakeShopify(FakeAPI):
         item in the write (so the client's compareQuantity is stale)."""
         with self.lock:
             self._sales_before_write = count
+
+    def change_available(self, inventory_item_id: int, delta: int) -> int:
+        """Change an available quantity behind the client's back (a sale Keel has not
+        ingested yet, a merchant's edit); returns the new quantity."""
+        with self.lock:
+            key = (inventory_item_id, self.location_id)
+            self.inventory[key] += delta
+            return self.inventory[key]
+
+    def variant_for(self, sku: str) -> dict[str, Any]:
+        return next(v for v in self.variants if v["sku"] == sku)
+
+    def add_orders_for(self, sku: str, count: int, *, quantity: int = 1) -> list[int]:
+        """Place ``count`` orders of one line (``quantity`` × ``sku``) now. Shopify takes
+        each order's units off the location's available quantity, so the quantity Keel
+        last published is stale afterwards."""
+        variant = self.variant_for(sku)
+        with self.lock:
+            ids = self.add_orders(count)
+            for order_id in ids:
+                index = self._index[order_id]
+                base = self._base_order(index)
+                price = variant["price"]
+                line = {
+                    **base["line_items"][0],
+                    "variant_id": variant["id"],
+                    "product_id": variant["product_id"],
+                    "sku": variant["sku"],
+                    "title": variant["product_title"],
+                    "variant_title": variant["title"],
+                    "quantity": quantity,
+                    "price": price,
+                    "fulfillable_quantity": quantity,
+                }
+                subtotal = f"{int(price.split('.')[0]) * quantity}.00"
+                base.update(
+                    line_items=[line],
+                    subtotal_price=subtotal,
+                    total_tax="0.00",
+                    total_price=f"{int(price.split('.')[0]) * quantity + 5}.00",
+                    shipping_lines=[
+                        {"code": "Standard", "title": "Standard Shipping", "price": "5.00"}
+                    ],
+                    total_shipping_price_set={
+                        "shop_money": {"amount": "5.00", "currency_code": self.currency}
+                    },
+                )
+                self._overrides[index] = base
+                self._bodies[index] = None
+                key = (variant["inventory_item_id"], self.location_id)
+                if key in self.inventory:
+                    self.inventory[key] -= quantity
+            return ids
 
     def prerender(self) -> None:
         """Render every order's JSON now, so serving pages costs what Shopify's would
@@ -645,7 +709,13 @@ class FakeShopify(FakeAPI):
         cost["actualQueryCost"] = self.graphql_cost
         cost["throttleStatus"]["currentlyAvailable"] = self._gql_available
         if "inventorySetQuantities" in query:
-            data = self._set_quantities(variables.get("input") or {})
+            version = request.params.get("version") or self.api_version
+            problem = self._mutation_problem(version, query, variables)
+            if problem is not None:
+                return FakeResponse.json(
+                    {"errors": [{"message": problem}], "extensions": {"cost": cost}}
+                )
+            data = self._idempotent_set(version, query, variables)
         elif "inventoryLevel" in query and "nodes" in query:
             data = self._levels(variables)
         else:
@@ -674,7 +744,80 @@ class FakeShopify(FakeAPI):
             nodes.append({"id": gid, "inventoryLevel": level})
         return {"nodes": nodes}
 
-    def _set_quantities(self, data: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _mutation_problem(version: str, query: str, variables: Mapping[str, Any]) -> str | None:
+        """What 2026-04 refuses outright (a top-level error, nothing applied)."""
+        if version < "2026-04":
+            return None
+        data = variables.get("input") or {}
+        if "ignoreCompareQuantity" in data:
+            return "InventorySetQuantitiesInput has no field ignoreCompareQuantity"
+        for q in data.get("quantities") or ():
+            if "compareQuantity" in q:
+                return "InventoryQuantityInput has no field compareQuantity"
+            if "changeFromQuantity" not in q:
+                return "changeFromQuantity is required (pass null to skip the check)"
+        if "@idempotent" not in query or not variables.get("idempotencyKey"):
+            return "inventorySetQuantities requires the @idempotent directive"
+        return None
+
+    def _idempotent_set(
+        self, version: str, query: str, variables: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        data = variables.get("input") or {}
+        key = variables.get("idempotencyKey") if "@idempotent" in query else None
+        if key and version >= "2026-01":
+            fingerprint = json.dumps(data, sort_keys=True)
+            if key in self._idempotency:
+                first, answer = self._idempotency[key]
+                if first != fingerprint:
+                    return {
+                        "inventorySetQuantities": {
+                            "inventoryAdjustmentGroup": None,
+                            "userErrors": [
+                                _user_error(
+                                    "IDEMPOTENCY_KEY_PARAMETER_MISMATCH",
+                                    ["idempotencyKey"],
+                                    "The same idempotency key cannot be used with different "
+                                    "operation parameters.",
+                                )
+                            ],
+                        }
+                    }
+                return answer
+            answer = self._set_quantities(data, version)
+            self._idempotency[key] = (fingerprint, answer)
+            return answer
+        return self._set_quantities(data, version)
+
+    def _compare_error(
+        self, version: str, data: Mapping[str, Any], q: Mapping[str, Any], field: list[str]
+    ) -> dict[str, Any] | None:
+        current = self.inventory[(self._id(q["inventoryItemId"]), self._id(q["locationId"]))]
+        if version >= "2026-01" and "changeFromQuantity" in q:
+            # Any value, null included, overrides compareQuantity/ignoreCompareQuantity.
+            expected = q["changeFromQuantity"]
+            if expected is not None and int(expected) != current:
+                return _user_error(
+                    "CHANGE_FROM_QUANTITY_STALE",
+                    [*field, "changeFromQuantity"],
+                    "The changeFromQuantity value does not match persisted value.",
+                )
+            return None
+        if data.get("ignoreCompareQuantity"):
+            return None
+        if "compareQuantity" not in q:
+            return _user_error("COMPARE_QUANTITY_REQUIRED", field, "required")
+        if int(q["compareQuantity"]) != current:
+            return _user_error(
+                "COMPARE_QUANTITY_STALE",
+                [*field, "compareQuantity"],
+                "The compareQuantity value does not match persisted value.",
+            )
+        return None
+
+    def _set_quantities(self, data: Mapping[str, Any], version: str = "") -> dict[str, Any]:
+        version = version or self.api_version
         quantities = data.get("quantities") or []
         if quantities and self._sales_before_write > 0:
             self._sales_before_write -= 1
@@ -695,17 +838,18 @@ class FakeShopify(FakeAPI):
                 )
             elif int(q["quantity"]) < 0:
                 errors.append(_user_error("INVALID_QUANTITY_NEGATIVE", field, "negative"))
-            elif not data.get("ignoreCompareQuantity"):
-                if "compareQuantity" not in q:
-                    errors.append(_user_error("COMPARE_QUANTITY_REQUIRED", field, "required"))
-                elif int(q["compareQuantity"]) != self.inventory[(item, location)]:
-                    errors.append(
-                        _user_error(
-                            "COMPARE_QUANTITY_STALE",
-                            [*field, "compareQuantity"],
-                            "The compareQuantity value does not match persisted value.",
-                        )
-                    )
+            else:
+                stale = self._compare_error(version, data, q, field)
+                if stale is not None:
+                    errors.append(stale)
+        self.inventory_attempts.append(
+            {
+                "version": version,
+                "outcome": "rejected" if errors else "applied",
+                "codes": [e["code"] for e in errors],
+                "quantities": [dict(q) for q in quantities],
+            }
+        )
         if errors:
             return {
                 "inventorySetQuantities": {"inventoryAdjustmentGroup": None, "userErrors": errors}

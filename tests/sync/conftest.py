@@ -24,6 +24,7 @@ from connectors.clock import VirtualClock
 from inventory import services as stock
 from sync import plugins, services
 from sync.models import Connection
+from tests.conftest import purge_task_queues
 from tests.factories import SKUFactory, WarehouseFactory
 from tests.fakes.shopify import FakeShopify
 
@@ -88,12 +89,6 @@ def _run(task: Sent) -> services.Outcome | None:
 def _loopback_connectors(settings):
     # The fakes listen on http://127.0.0.1; production refuses both.
     settings.KEEL_CONNECTOR_EGRESS_PERMISSIVE = True
-
-
-def pytest_configure(config) -> None:
-    config.addinivalue_line(
-        "markers", "real_broker: sync tasks go to the real broker (a worker test)"
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -209,6 +204,7 @@ def committed_sync(django_db_setup, django_db_blocker) -> Iterator[Callable[[], 
         finally:
             _truncate_alpha(first_new)
             connection.set_schema_to_public()
+            purge_task_queues()
 
 
 BUSINESS_PREFIXES = ("catalog_", "inventory_", "orders_", "idempotency_", "sync_", "outbox_")
