@@ -42,3 +42,4 @@ PY
 "$py" tests/benchmarks/bench_forecast.py "$@"
 "$py" tests/benchmarks/bench_nightly.py "$@"
 "$py" tests/benchmarks/bench_carrier_scoring.py "$@"
+"$py" tests/benchmarks/bench_throttle.py "$@"

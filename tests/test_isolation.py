@@ -65,12 +65,14 @@ def fill(route: str, object_id: int) -> str:
     # one of a fixed list of words).
     def accepted(match: re.Match) -> str:
         pattern = match.group(1)
-        for value in (str(object_id), "abc123", *pattern.split("|")):
+        words = pattern.replace("(?:", "").replace(")", "").split("|")
+        for value in (str(object_id), "abc123", *words):
             if re.fullmatch(pattern, value):
                 return value
         return "abc123"
 
-    route = re.sub(r"\(\?P<\w+>([^)]*)\)", accepted, route)
+    # A group's regex may hold one level of non-capturing group, e.g. (?:hero|tail).
+    route = re.sub(r"\(\?P<\w+>((?:\(\?:[^()]*\)|[^()])*)\)", accepted, route)
     route = re.sub(r"<int:\w+>", str(object_id), route)
     route = re.sub(r"<(str:)?\w+>", "abc123", route)
     return "/" + route.replace("\\.", ".").replace("/?", "/")

@@ -198,16 +198,25 @@ class ApprovalRequestViewSet(
         )
         if self.action != "list":
             return rows
-        params = self.request.query_params
-        if params.get("decidable") in ("true", "1"):
+        if self._flag("decidable"):
             rows = rows.filter(
                 pk__in=[r.pk for r in services.decidable_requests(self.request.user)]
             )
-        if params.get("mine") in ("true", "1"):
+        if self._flag("mine"):
             rows = rows.filter(requested_by_id=getattr(self.request.user, "pk", None)).filter(
                 requested_by__isnull=False
             )
         return rows
+
+    def _flag(self, name: str) -> bool:
+        """A boolean query parameter; `mine=maybe` is a 400, not silently "false"."""
+        raw = self.request.query_params.get(name)
+        if raw is None:
+            return False
+        try:
+            return serializers.BooleanField().run_validation(raw)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({name: exc.detail}) from exc
 
     def get_serializer_class(self):
         if self.action == "retrieve":

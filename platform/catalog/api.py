@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -449,6 +449,9 @@ class UnmappedListingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# Named explicitly: shipping has a ResolveSerializer too, and two components called
+# "ResolveRequest" made the schema describe one operation with the other's body.
+@extend_schema_serializer(component_name="UnmappedListingResolve")
 class ResolveSerializer(serializers.Serializer):
     sku = serializers.PrimaryKeyRelatedField(queryset=SKU.objects.all())
 

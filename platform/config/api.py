@@ -10,10 +10,13 @@ status, available, requested).
 
 from __future__ import annotations
 
+import functools
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -34,6 +37,35 @@ class CursorPagination(pagination.CursorPagination):
     ordering = "-id"
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_page_size(self, request) -> int:
+        # DRF silently falls back to the default page size for `page_size=abc` or `0`; a
+        # client would then page through data with a size it never asked for.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= self.max_page_size:
+            raise exceptions.ValidationError(
+                {
+                    self.page_size_query_param: [
+                        exceptions.ErrorDetail(
+                            f"A whole number from 1 to {self.max_page_size}.", code="invalid"
+                        )
+                    ]
+                }
+            )
+        return size
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
 
 
 def _field_errors(detail: dict) -> dict[str, list[dict]]:
@@ -136,6 +168,13 @@ def exception_handler(exc, context):
     return new
 
 
+@functools.cache
+def _redis() -> redis.Redis:
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+
+
 class PrincipalRateThrottle(throttling.SimpleRateThrottle):
     """One budget per API key (or per signed-in person), scoped to the brand.
 
@@ -150,6 +189,48 @@ class PrincipalRateThrottle(throttling.SimpleRateThrottle):
         from django.conf import settings
 
         return settings.API_RATE_LIMIT
+
+    # Drop requests older than the window, count, admit and record in one step.
+    _SLIDING_LOG = """
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+    if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+        redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+        redis.call('PEXPIRE', KEYS[1], math.ceil(ARGV[2] * 1000))
+        return {1, '0'}
+    end
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    return {0, tostring(oldest[2] + ARGV[2] - ARGV[1])}
+    """
+
+    def allow_request(self, request, view) -> bool:
+        """DRF's sliding log, kept in a Redis sorted set and updated by one Lua script.
+
+        DRF's own throttle reads the history, appends and writes it back: concurrent
+        requests (threads, processes) all read the same history and all pass, so a key
+        far over its budget still got through. The script makes check-and-record atomic.
+        """
+        from django.core.cache import cache
+
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        now = self.timer()
+        allowed, wait = _redis().eval(
+            self._SLIDING_LOG,
+            1,
+            cache.make_key(self.key),  # the brand's schema prefixes it
+            repr(now),
+            self.duration,
+            self.num_requests,
+            f"{now!r}:{uuid.uuid4().hex}",
+        )
+        self._wait = max(float(wait), 1.0)
+        return bool(allowed)
+
+    def wait(self) -> float:
+        return self._wait
 
     def get_cache_key(self, request, view):
         if request.auth is not None and hasattr(request.auth, "prefix"):
@@ -192,8 +273,8 @@ class QueryFilter:
 class QueryParamFilter(filters.BaseFilterBackend):
     """Applies a list view's `query_filters` ({param: QueryFilter}).
 
-    A malformed value is a 400 naming the parameter, never silently ignored: a client
-    asking for `warehouse=abc` must not receive every warehouse's rows.
+    A malformed value (empty included) is a 400 naming the parameter, never silently
+    ignored: a client asking for `warehouse=abc` must not receive every warehouse's rows.
     """
 
     def filter_queryset(self, request, queryset: QuerySet, view) -> QuerySet:
@@ -202,7 +283,9 @@ class QueryParamFilter(filters.BaseFilterBackend):
         errors: dict = {}
         for name, spec in getattr(view, "query_filters", {}).items():
             raw = request.query_params.get(name)
-            if raw is None or raw == "":
+            # An empty value is validated like any other (`status=` is not a status): the
+            # schema promises a non-empty string, a number or a choice, never "".
+            if raw is None:
                 continue
             try:
                 value = spec.field.run_validation(raw)
@@ -243,6 +326,20 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
+
+
+class OptionalEmailField(serializers.EmailField):
+    """An email address, or "" when there is none.
+
+    A read-only field DRF derives from a blank model EmailField loses `allow_blank`, so the
+    schema promised `format: email` for values that may be "". With `allow_blank` the
+    schema says "an email, or empty" (drf-spectacular documents both).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("max_length", 254)
+        super().__init__(**kwargs)
 
 
 def error_responses(*status_codes: int) -> dict[int, type[serializers.Serializer]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -57,6 +58,11 @@ DATABASES = {
     )
 }
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# How connections reach PostgreSQL: "direct" (default), or through a pooler in "session",
+# "transaction" or "statement" mode. Brand isolation relies on a connection's search_path
+# (TENANT_LIMIT_SET_CALLS below), so `manage.py check` fails for transaction/statement
+# mode (config.checks, README "Connection poolers"): use PgBouncer with pool_mode = session.
+KEEL_DB_POOL_MODE = os.environ.get("KEEL_DB_POOL_MODE", "direct").strip().lower()
 
 REDIS_URL = os.environ.get(
     "REDIS_URL", f"redis://127.0.0.1:{os.environ.get('KEEL_REDIS_PORT', '63799')}/0"
@@ -192,8 +198,29 @@ MEDIA_URL = "/media/"
 # Files are stored under MEDIA_ROOT/<schema_name>/..., so one brand's upload path never
 # collides with, or is served to, another brand.
 MULTITENANT_RELATIVE_MEDIA_ROOT = "%s"
+# Files (labels, bills of lading, proofs of delivery, PO documents): on the local disk by
+# default, or in an S3 bucket with KEEL_FILE_STORAGE=s3 (django-storages; credentials from
+# the usual AWS environment or instance role). Both keep each brand under its own prefix.
+KEEL_FILE_STORAGE = os.environ.get("KEEL_FILE_STORAGE", "filesystem").strip().lower()
+if KEEL_FILE_STORAGE not in ("filesystem", "s3"):
+    raise ImproperlyConfigured("KEEL_FILE_STORAGE is 'filesystem' or 's3'.")
+_FILES = {"BACKEND": "django_tenants.files.storage.TenantFileSystemStorage"}
+if KEEL_FILE_STORAGE == "s3":
+    _FILES = {
+        "BACKEND": "config.storage.TenantS3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["KEEL_S3_BUCKET"],
+            "location": os.environ.get("KEEL_S3_PREFIX", "keel"),
+            "region_name": os.environ.get("KEEL_S3_REGION") or None,
+            # S3-compatible stores (MinIO, R2…) and local fakes.
+            "endpoint_url": os.environ.get("KEEL_S3_ENDPOINT_URL") or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
 STORAGES = {
-    "default": {"BACKEND": "django_tenants.files.storage.TenantFileSystemStorage"},
+    "default": _FILES,
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"

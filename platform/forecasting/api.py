@@ -319,7 +319,8 @@ class SegmentViewSet(viewsets.GenericViewSet):
     serializer_class = SegmentSerializer
     pagination_class = None
     lookup_url_kwarg = "segment"
-    lookup_value_regex = "|".join(Segment.values)
+    # A group, so the schema pattern anchors every choice (^(?:a|b)$, not ^a|b$).
+    lookup_value_regex = "(?:" + "|".join(Segment.values) + ")"
     required_permissions = {
         "list": "forecasting.view",
         "retrieve": "forecasting.view",

@@ -21,6 +21,7 @@ Decisions:
 
 from __future__ import annotations
 
+import datetime
 import zoneinfo
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -124,6 +125,11 @@ class WarehouseSerializer(serializers.ModelSerializer):
 
     def validate_capabilities(self, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    def validate_cutoff_time(self, value: datetime.time | None) -> datetime.time | None:
+        # A daily cutoff is a time of day to the second; "12:46:21.25" was stored and echoed
+        # back with microseconds, which the documented `format: time` does not allow.
+        return value.replace(microsecond=0) if value is not None else None
 
 
 class WarehouseViewSet(

@@ -39,7 +39,13 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from config.api import IDEMPOTENCY_KEY, QueryFilter, QueryParamFilter, error_responses
+from config.api import (
+    IDEMPOTENCY_KEY,
+    OptionalEmailField,
+    QueryFilter,
+    QueryParamFilter,
+    error_responses,
+)
 from idempotency.services import idempotent
 from inventory.models import Warehouse
 from orders import routing, services
@@ -237,6 +243,7 @@ ORDER_FIELDS = [
 
 
 class OrderSerializer(serializers.ModelSerializer):
+    customer_email = OptionalEmailField(read_only=True)
     hold_reason = serializers.ChoiceField(
         choices=HoldReason.choices,
         allow_blank=True,
@@ -344,9 +351,7 @@ class OrderCreateSerializer(serializers.Serializer):
         choices=ServiceLevel.choices, default=ServiceLevel.STANDARD
     )
     customer_name = _text(Order, "customer_name")
-    customer_email = serializers.EmailField(
-        max_length=254, required=False, allow_blank=True, default=""
-    )
+    customer_email = OptionalEmailField(required=False, default="")
     ship_name = _text(Order, "ship_name")
     ship_company = _text(Order, "ship_company")
     ship_line1 = _text(Order, "ship_line1")

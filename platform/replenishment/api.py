@@ -193,7 +193,14 @@ class RecommendationViewSet(
         parameters=[IDEMPOTENCY_KEY],
         responses={201: PurchaseOrderRefSerializer(many=True), **error_responses(400, 422)},
     )
-    @action(detail=False, methods=["post"], url_path="create-pos")
+    # Not a list: no pagination or list filters (the schema would promise a page).
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="create-pos",
+        pagination_class=None,
+        filter_backends=[],
+    )
     @idempotent
     def create_pos(self, request) -> Response:
         """One PO per supplier × warehouse for the listed recommendations."""

@@ -646,3 +646,23 @@ def test_combination_warm_state_refits_its_members():
     # a stored member that is no longer a candidate of the class forces a full run
     stale = {**state, "params": {"members": {"croston": {}, "adida": {}}}}
     assert not forecast_series(y, h=6, freq="M", warm=stale).warm_started
+
+
+def test_daily_intermittent_items_also_try_the_weekday_aware_methods():
+    # given a daily item that sells mostly at weekends (about half the days without a sale)
+    rng = np.random.default_rng(15)
+    days = np.arange(210)
+    rate = np.where(days % 7 >= 5, 2.5, 0.4)
+    y = rng.poisson(rate).astype(float)
+    y[0] = 1.0
+
+    daily = forecast_series(y, h=14, freq="D")
+    monthly = forecast_series(y, h=14, freq="M")
+
+    assert daily.demand_class in (DemandClass.INTERMITTENT, DemandClass.LUMPY)
+    assert {"tsb", "adida", "ets", "auto_arima"} <= set(daily.scores)
+    assert "ets" not in monthly.scores and "auto_arima" not in monthly.scores
+    # the weekday-aware candidates beat the flat Croston-family forecast in the backtest
+    assert min(daily.scores["ets"].rmsse, daily.scores["auto_arima"].rmsse) < min(
+        daily.scores["tsb"].rmsse, daily.scores["adida"].rmsse
+    )

@@ -25,8 +25,9 @@ Decisions (the details sit in each module's docstring):
   predictions, the seasonal naive repeats the last observed value of the phase, the
   backtest does not score them and ADI / CV² leave them out.
 - Candidates by class: smooth/erratic → seasonal naive, naive, ETS, auto_arima, ADIDA;
-  intermittent/lumpy → TSB, ADIDA; new → TSB, ADIDA, launch profile (when given); dead →
-  zeros. The seasonal naive is backtested for every class (the reference score) but
+  intermittent/lumpy → TSB, ADIDA (daily series also ETS and auto_arima, which carry the
+  weekday pattern); new → TSB, ADIDA, launch profile (when given); dead → zeros. The
+  seasonal naive is backtested for every class (the reference score) but
   competes only for smooth/erratic series with m <= 12; it wins ties. Croston and SBA
   stay available (`EngineConfig.candidates`) but are not defaults: they never decay when
   a part stops selling, and on the car-parts hold-out they were 60 % worse than TSB.
@@ -37,8 +38,9 @@ Decisions (the details sit in each module's docstring):
   totals and a day-of-week split instead of an m=7 seasonal search; seasonal ARIMA only
   for m <= 12. Warm runs refit the stored order; `model.update()` appends observations.
 - Intervals: Gaussian for seasonal naive, ETS and ARIMA; Poisson / negative binomial
-  quantiles (dispersion from in-sample one-step errors) for the Croston family and the
-  launch profile. All forecasts and bounds are clipped at zero.
+  quantiles (dispersion from in-sample one-step errors) for the Croston family, ADIDA and
+  the launch profile; a combination averages its members' bounds level by level. All
+  forecasts and bounds are clipped at zero.
 - Periods before an item's first sale are dropped (pre-launch time is not demand).
 - BLAS runs single-threaded inside the engine (threads.py): 3–4× faster fits here.
 - Determinism: no method draws random numbers; batch results come back in input order.

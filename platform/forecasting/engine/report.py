@@ -26,8 +26,9 @@ forecasts those h periods:
 
 Scores follow the M5 conventions: the scale is the in-sample mean absolute (MASE) or
 squared (RMSSE) naive difference of the training part *from the first sale on*
-(`since_first_sale`), with the seasonal lag m (the engine's `mase`, `rmsse` and
-`naive_scale`, with their guards for flat histories), and only observed hold-out periods
+(`since_first_sale`), with the seasonal lag m as in the engine's backtest (`scale_lag=1`
+gives the M5 competition's lag-1 scale; the engine's `mase`, `rmsse` and `naive_scale`,
+with their guards for flat histories), and only observed hold-out periods
 (not NaN, not out of stock) are scored. A series with no sale in its training part or no
 observed hold-out period is skipped (`skipped`). Each row is the mean over the same
 series: when a method raises on a series, that series gets the seasonal naive forecast
