@@ -426,6 +426,14 @@ class PurchaseOrderViewSet(
         po = self.get_queryset().get(pk=po.pk)
         return Response(PurchaseOrderSerializer(po).data, status=code)
 
+    def _change(self, input_class: type[serializers.Serializer], service) -> Response:
+        """The shape every state-changing action shares: this PO, the validated body as the
+        service's keyword arguments, the PO as it is afterwards."""
+        po = self.get_object()
+        data = input_class(data=self.request.data)
+        data.is_valid(raise_exception=True)
+        return self._respond(_call(service, po, actor=self._actor(), **data.validated_data))
+
     @extend_schema(
         request=DraftInput,
         parameters=[IDEMPOTENCY_KEY],
@@ -508,11 +516,7 @@ class PurchaseOrderViewSet(
     @action(detail=True, methods=["post"])
     @idempotent
     def cancel(self, request, pk: str | None = None) -> Response:
-        po = self.get_object()
-        data = ReasonInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        po = _call(services.cancel, po, actor=self._actor(), reason=data.validated_data["reason"])
-        return self._respond(po)
+        return self._change(ReasonInput, services.cancel)
 
     @extend_schema(
         request=RescheduleInput,
@@ -522,11 +526,7 @@ class PurchaseOrderViewSet(
     @action(detail=True, methods=["post"])
     @idempotent
     def reschedule(self, request, pk: str | None = None) -> Response:
-        po = self.get_object()
-        data = RescheduleInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        po = _call(services.reschedule, po, actor=self._actor(), **data.validated_data)
-        return self._respond(po)
+        return self._change(RescheduleInput, services.reschedule)
 
     @extend_schema(
         request=ReasonInput,
@@ -537,11 +537,7 @@ class PurchaseOrderViewSet(
     @idempotent
     def close(self, request, pk: str | None = None) -> Response:
         """Close a partially received PO short."""
-        po = self.get_object()
-        data = ReasonInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        po = _call(services.close, po, actor=self._actor(), reason=data.validated_data["reason"])
-        return self._respond(po)
+        return self._change(ReasonInput, services.close)
 
     @extend_schema(
         responses={
