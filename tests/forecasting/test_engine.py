@@ -666,3 +666,56 @@ def test_daily_intermittent_items_also_try_the_weekday_aware_methods():
     assert min(daily.scores["ets"].rmsse, daily.scores["auto_arima"].rmsse) < min(
         daily.scores["tsb"].rmsse, daily.scores["adida"].rmsse
     )
+
+
+# --- fixed-parameter refits (the backtest's later origins) --------------------------------
+
+
+def weekday_daily(rng: np.random.Generator, days: int) -> np.ndarray:
+    weekday = np.array([1.0, 0.9, 0.9, 1.0, 1.15, 1.4, 0.65])
+    return rng.poisson(6 * weekday[np.arange(days) % 7]).astype(float)
+
+
+@pytest.mark.parametrize(
+    ("method", "freq", "m"),
+    [(ETS(), "D", 7), (AutoArima(), "D", 7), (AutoArima(), "M", 12), (ETS(), "M", 12)],
+)
+def test_refit_fixed_keeps_the_estimated_parameters_and_reads_the_new_data(method, freq, m):
+    rng = np.random.default_rng(41)
+    y = weekday_daily(rng, 400) if freq == "D" else seasonal_series(rng, 80, m=12)
+    y[-30:-25] = np.nan  # a stock-out spell inside the longer history
+    fitted = method.clone().fit(y[:-40], m=m, freq=freq)
+    moved = fitted.refit_fixed(y)
+
+    assert moved.params() == fitted.params()  # same order / structure / coefficients
+    assert len(moved.history) == len(y)
+    again = fitted.refit_fixed(y[:-40])
+    np.testing.assert_allclose(
+        again.forecast(14, LEVELS).mean, fitted.forecast(14, LEVELS).mean, rtol=1e-6
+    )
+    # the filter saw the 40 new periods: the forecast starts from them, not from the old end
+    assert not np.allclose(moved.forecast(14, LEVELS).mean, fitted.forecast(14, LEVELS).mean)
+
+
+def test_arima_moved_by_refit_fixed_can_still_take_updates():
+    rng = np.random.default_rng(42)
+    y = weekday_daily(rng, 300)
+    moved = AutoArima().fit(y[:200], m=7, freq="D").refit_fixed(y[:280])
+    updated = moved.update(y[280:])  # 20 days: not whole weeks, refits the stored order
+    assert updated.params()["order"] == moved.params()["order"]
+    assert len(updated.history) == 300
+    assert np.isfinite(updated.forecast(7, LEVELS).mean).all()
+
+
+def test_backtest_keeps_the_oldest_origins_parameters_unless_told_to_reestimate():
+    rng = np.random.default_rng(43)
+    y = weekday_daily(rng, 500)
+    origins = cutoffs(len(y), 28, 4, 100, 28)
+    fixed = backtest_forecasts(ETS(), y, m=7, freq="D", h=28, origins=origins)
+    again = backtest_forecasts(ETS(), y, m=7, freq="D", h=28, origins=origins, reestimate=True)
+    oldest = ETS().fit(y[: origins[0]], m=7, freq="D")
+    newest = oldest.refit_fixed(y[: origins[-1]]).forecast(28, ()).mean
+    np.testing.assert_allclose(fixed.forecasts[-1], newest)
+    np.testing.assert_allclose(fixed.forecasts[0], again.forecasts[0])  # same first fit
+    assert not np.allclose(fixed.forecasts[-1], again.forecasts[-1])  # re-estimated
+    assert fixed.score.ok and again.score.ok

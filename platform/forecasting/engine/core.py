@@ -136,6 +136,10 @@ class EngineConfig:
         what such a short history supports; the seasonal naive would repeat a single,
         noisy, last value.
     min_improvement: relative margin over the baseline's score a method needs to win.
+    reestimate_origins: estimate every candidate's parameters again at every backtest
+        origin instead of keeping the oldest origin's (see `backtest.py`). Off: on the
+        benchmark sets the choice is as good (tests/benchmarks/bench_forecast.py
+        `--reestimate` measures both) and the backtest 4–10× cheaper for ETS and ARIMA.
     max_history: keep only the last N periods (None = all).
     forecast_all: also fit every candidate on the full history and return its forecast.
     limit_threads: run BLAS single-threaded (see `threads.py`; ETS and auto_arima
@@ -169,6 +173,7 @@ class EngineConfig:
         DemandClass.ERRATIC,
         DemandClass.DEAD,
     )
+    reestimate_origins: bool = False
     max_history: int | None = None
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     forecast_all: bool = False
@@ -499,7 +504,13 @@ class _Run:
             for name in names:
                 template = make_method(name, config, self.profile)
                 runs[name] = backtest_forecasts(
-                    template, self.values, m=self.m, freq=self.freq, h=horizon, origins=origins
+                    template,
+                    self.values,
+                    m=self.m,
+                    freq=self.freq,
+                    h=horizon,
+                    origins=origins,
+                    reestimate=config.reestimate_origins,
                 )
             scores = {name: run.score for name, run in runs.items()}
             order = self.competing(names, demand_class)

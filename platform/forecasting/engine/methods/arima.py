@@ -73,6 +73,9 @@ class AutoArima(ForecastMethod):
     aggregated: bool = field(default=False, init=False)
     searched: bool = field(default=False, init=False)
     _model: Any = field(default=None, init=False, repr=False)
+    # The statsmodels results that forecast: the pmdarima model's own, or the stored
+    # parameters applied to a longer history by `refit_fixed` (which has no _model).
+    _results: Any = field(default=None, init=False, repr=False)
     _shares: np.ndarray = field(
         default_factory=lambda: np.full(WEEK, 1 / WEEK), init=False, repr=False
     )
@@ -91,12 +94,8 @@ class AutoArima(ForecastMethod):
 
     def _fit(self, y: np.ndarray, warm: Mapping[str, Any]) -> None:
         self.aggregated = self._aggregates(len(y))
-        if self.aggregated:
-            self._shares = phase_shares(y, WEEK, WEEK * self.profile_weeks)
-            series, _ = aggregate_cycles(y, WEEK, self._shares)
-            season = 1  # weekly data would need m = 52
-        else:
-            series, season = y, self.m
+        series = self._series(y)
+        season = 1 if self.aggregated else self.m  # weekly data would need m = 52
         n_observed = int((~np.isnan(series)).sum())
         if n_observed < self.min_observed:
             raise ValueError(f"auto_arima needs {self.min_observed} observed periods")
@@ -116,8 +115,38 @@ class AutoArima(ForecastMethod):
                     series
                 )
                 self.searched = False
-                return
-            self._search(series, season, seasonal)
+            else:
+                self._search(series, season, seasonal)
+        self._results = self._model.arima_res_
+
+    def _series(self, y: np.ndarray) -> np.ndarray:
+        """What the model is fitted to: weekly totals when aggregated (and the weekday
+        shares of `y` stored for the split back), else `y` itself."""
+        if not self.aggregated:
+            return y
+        self._shares = phase_shares(y, WEEK, WEEK * self.profile_weeks)
+        series, _ = aggregate_cycles(y, WEEK, self._shares)
+        return series
+
+    def refit_fixed(self, y: Any) -> Self:
+        """The fitted coefficients run over the longer history by the Kalman filter
+        (statsmodels `apply`): no order search and no optimisation. A history long enough
+        to switch to weekly aggregation gets a warm-started fit instead."""
+        if self._results is None or self.history is None:
+            raise RuntimeError(f"{self.name}: fit() before refit_fixed()")
+        values = prepare(y)
+        new = self.clone()
+        new.m, new.freq, new.history = self.m, self.freq, values
+        new.aggregated = new._aggregates(len(values))
+        if new.aggregated != self.aggregated:
+            return super().refit_fixed(values)
+        new.order, new.seasonal_order = self.order, self.seasonal_order
+        new.with_intercept = self.with_intercept
+        series = new._series(values)
+        with warnings.catch_warnings(), single_threaded_blas():
+            warnings.simplefilter("ignore")
+            new._results = self._results.apply(series)
+        return new
 
     def _warm_matches(self, warm: Mapping[str, Any], season: int) -> bool:
         if not warm.get("order") or bool(warm.get("aggregated")) != self.aggregated:
@@ -161,7 +190,7 @@ class AutoArima(ForecastMethod):
     def _forecast(self, h: int, levels: tuple[float, ...]) -> Forecast:
         steps = math.ceil(h / WEEK) if self.aggregated else h
         with single_threaded_blas():
-            prediction = self._model.arima_res_.get_forecast(steps=steps)
+            prediction = self._results.get_forecast(steps=steps)
         mean = np.asarray(prediction.predicted_mean, dtype=float)
         sd = np.asarray(prediction.se_mean, dtype=float)
         if not self.aggregated:
@@ -176,8 +205,9 @@ class AutoArima(ForecastMethod):
     def update(self, y_new: Any, oos_new: Any = None) -> Self:
         """Append observations with pmdarima's `update` (no search, no full refit).
 
-        Weekly-aggregated daily models take whole weeks only; any other number of days is
-        absorbed by refitting the stored order on the whole history.
+        Weekly-aggregated daily models take whole weeks only; any other number of days (or
+        a model from `refit_fixed`, which has no pmdarima model to update) is absorbed by
+        refitting the stored order on the whole history.
         """
         if self.history is None:
             raise RuntimeError(f"{self.name}: fit() before update()")
@@ -186,13 +216,14 @@ class AutoArima(ForecastMethod):
             return self
         start = len(self.history)
         combined = np.concatenate([self.history, new])
-        if self.aggregated and len(new) % WEEK:
+        if self._model is None or (self.aggregated and len(new) % WEEK):
             return self.fit(combined, m=self.m, freq=self.freq, warm=self.params())
         if self.aggregated:
             new, _ = aggregate_cycles(new, WEEK, self._shares, start=start)
         with warnings.catch_warnings(), single_threaded_blas():
             warnings.simplefilter("ignore")
             self._model.update(new)
+        self._results = self._model.arima_res_
         self.history = combined
         return self
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
-from ..series import seasonal_fill
+from ..series import prepare, seasonal_fill
 from ..threads import single_threaded_blas
 from .base import Forecast, ForecastMethod, normal_intervals
 
@@ -95,6 +95,30 @@ class ETS(ForecastMethod):
             name: float(value)
             for name, value in zip(result.model.param_names, result.params, strict=True)
         }
+
+    def refit_fixed(self, y: Any) -> Self:
+        """The fitted parameters (smoothing weights, damping, initial states) run over the
+        longer history by the model's filter, with the same two-pass gap filling as `fit`.
+        A history long enough to change the model's structure gets a warm-started fit."""
+        if self._result is None or self.history is None:
+            raise RuntimeError(f"{self.name}: fit() before refit_fixed()")
+        values = prepare(y)
+        missing = np.isnan(values)
+        if self._structure(int((~missing).sum())) != (self.trend, self.season):
+            return super().refit_fixed(values)
+        new = self.clone()
+        new.m, new.freq, new.history = self.m, self.freq, values
+        new.trend, new.season = self.trend, self.season
+        new.fitted_params = dict(self.fitted_params)
+        params = np.asarray(self._result.params)
+        with warnings.catch_warnings(), single_threaded_blas():
+            warnings.simplefilter("ignore")
+            result = new._model(seasonal_fill(values, self.season or 1)).smooth(params)
+            if missing.any():
+                filled = np.where(missing, np.asarray(result.fittedvalues), values)
+                result = new._model(filled).smooth(params)
+        new._result = result
+        return new
 
     def _forecast(self, h: int, levels: tuple[float, ...]) -> Forecast:
         n = self._result.model.nobs
