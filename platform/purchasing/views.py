@@ -11,10 +11,10 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, F, Q, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views import View
@@ -470,7 +470,9 @@ class POActionView(RoleRequiredMixin, View):
 
     def post(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
         if action not in self.PERMISSIONS:
-            raise PermissionDenied("Unknown action.")
+            # 404 like an unknown order: a 403 here would answer differently from the
+            # pages that never existed (the isolation walk expects 404/405 only).
+            raise Http404("Unknown action.")
         self.require(self.PERMISSIONS[action])
         po = get_object_or_404(PurchaseOrder.objects.select_related("supplier", "warehouse"), pk=pk)
         form = None

@@ -192,6 +192,19 @@ def test_viewers_see_but_cannot_change(brand_a, people, goods):
         assert po.state == POState.DRAFT
 
 
+def test_an_unknown_action_is_a_404_like_an_unknown_order(brand_a, people, goods):
+    supplier, sku, warehouse = goods
+    with schema_context(brand_a.schema_name):
+        po = make_po((sku, 10), supplier=supplier, warehouse=warehouse, actor=people.buyer)
+    client = brand_client(brand_a, people.buyer)
+
+    assert client.post(f"/purchasing/{po.pk}/explode/").status_code == 404
+    assert client.post(f"/purchasing/{po.pk + 1000}/explode/").status_code == 404
+    with schema_context(brand_a.schema_name):
+        po.refresh_from_db()
+        assert po.state == POState.DRAFT
+
+
 def test_editing_lines_and_rescheduling_from_the_pages(brand_a, people, goods):
     supplier, sku, warehouse = goods
     with schema_context(brand_a.schema_name):
