@@ -34,8 +34,9 @@ What is checked:
   request and the instance sends nothing more;
 - webhooks (channels declaring them): valid deliveries verify and parse; tampered bodies,
   re-serialised JSON, a wrong secret and a missing signature are rejected;
-- idempotent pushes (3PL fulfillment orders, carrier labels): the same key twice makes one
-  remote object;
+- idempotent pushes (3PL fulfillment orders and inbound shipments, channel fulfillments,
+  carrier labels): the same push twice makes one remote object — for inbound shipments and
+  channel fulfillments the replay comes from a fresh instance, as a redelivered task would;
 - secrets: no credential value appears in any log record (message, arguments, extras,
   traceback) or error message produced while doing all of the above.
 
@@ -63,7 +64,9 @@ from connectors.state import ConnectionState, MemoryState
 from connectors.types import (
     Capability,
     ConnectorInfo,
+    FulfillmentConfirmation,
     FulfillmentRequest,
+    InboundShipment,
     PullResult,
     RateRequest,
 )
@@ -131,6 +134,13 @@ class ContractHarness:
     count_created: Callable[[], int] | None = None
     #: A shipment to quote and buy a label for (carriers).
     rate_request: RateRequest | None = None
+    #: A shipment to report to a channel (``fulfillment.push``, with the channel's order and
+    #: line ids), and how to count the fulfillments the fake then holds for that order.
+    channel_shipment: FulfillmentConfirmation | None = None
+    count_channel_fulfillments: Callable[[], int] | None = None
+    #: An advance shipping notice (``inbound.push``), and how to count the fake's ASNs.
+    inbound_shipment: InboundShipment | None = None
+    count_inbound: Callable[[], int] | None = None
     state: ConnectionState = dataclasses.field(default_factory=MemoryState)
     #: Deterministic jitter for the client's backoff.
     seed: int = 1234
@@ -443,10 +453,53 @@ def check_idempotent_pushes(harness: ContractHarness) -> None:
             )
             assert label == again
             checked = True
+        if (
+            Capability.FULFILLMENT_PUSH in info.capabilities
+            and harness.channel_shipment is not None
+        ):
+            _check_channel_fulfillment_replay(harness, connector)
+            checked = True
+        if Capability.INBOUND_PUSH in info.capabilities and harness.inbound_shipment is not None:
+            _check_inbound_replay(harness, connector)
+            checked = True
     finally:
         connector.close()
     if not checked:
         pytest.skip("no idempotent push to check")
+
+
+def _check_channel_fulfillment_replay(harness: ContractHarness, connector: Any) -> None:
+    # The replay is what a redelivered task does after the first push's answer was lost:
+    # a fresh instance, the same shipment. The channel must end up with one fulfillment.
+    shipment = harness.channel_shipment
+    assert shipment is not None
+    first = connector.push_fulfillment(shipment=shipment)
+    replayer = harness.build()
+    try:
+        again = replayer.push_fulfillment(shipment=shipment)
+    finally:
+        replayer.close()
+    assert not first.already_existed, "the first push reported an existing fulfillment"
+    assert again.already_existed, "a replayed shipment must come back with already_existed"
+    assert again.external_id == first.external_id
+    assert again.order_ref == first.order_ref == shipment.order_ref
+    if harness.count_channel_fulfillments is not None:
+        assert harness.count_channel_fulfillments() == 1
+
+
+def _check_inbound_replay(harness: ContractHarness, connector: Any) -> None:
+    shipment = harness.inbound_shipment
+    assert shipment is not None
+    first = connector.push_inbound(shipment=shipment, idempotency_key="asn-1")
+    replayer = harness.build()
+    try:
+        again = replayer.push_inbound(shipment=shipment, idempotency_key="asn-1")
+    finally:
+        replayer.close()
+    assert again.external_id == first.external_id
+    assert again.reference == first.reference == shipment.reference
+    if harness.count_inbound is not None:
+        assert harness.count_inbound() == 1
 
 
 class _Capture(logging.Handler):

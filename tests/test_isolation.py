@@ -7,6 +7,7 @@ endpoint is covered the day it is added.
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from django.core.cache import cache
@@ -240,6 +241,119 @@ def test_b_ids_in_a_pages_answer_404(brand_a, brand_b, two_brands):
     assert snapshot(brand_b) == before
 
 
+# Values for a route's text parameters that reach the object lookup (an unknown action
+# may be refused before it). A parameter not listed here is tried with a made-up word.
+TEXT_PARAM_VALUES: dict[tuple[str, str], list[str]] = {
+    ("purchasing:po_action", "action"): ["submit", "cancel", "reschedule", "close", "resend"],
+    ("sync:action", "action"): ["test", "pause", "resume", "sync"],
+    ("replenishment:recommendation_action", "action"): [
+        "create-po",
+        "pull-forward",
+        "slow-down",
+        "dismiss",
+    ],
+    ("replenishment:transfer_action", "action"): ["accept", "dismiss"],
+    ("shipping:action", "action"): [
+        "rate",
+        "choose",
+        "buy",
+        "void",
+        "quote_freight",
+        "book",
+        "pod",
+        "rating",
+    ],
+    ("shipping:freight_document", "kind"): ["bol", "pod"],
+    ("shipping:exception_action", "action"): ["acknowledge", "resolve", "assign", "reship"],
+}
+ID_CONVERTERS = ("IntConverter", "UUIDConverter")
+
+
+def object_routes() -> list[tuple[str, str, dict]]:
+    """Every page route of the tenant URLconf that names an object by id, named or not
+    (unnamed vendor endpoints such as channel webhooks included). The API is covered
+    operation by operation in test_b_object_ids_on_a_host_answer_404_like_missing_ids."""
+    out: list[tuple[str, str, dict]] = []
+
+    def walk(patterns, prefix: str, namespace: str) -> None:
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                ns = f"{namespace}{p.namespace}:" if p.namespace else namespace
+                walk(p.url_patterns, prefix + str(p.pattern), ns)
+            elif isinstance(p, URLPattern):
+                route = prefix + str(p.pattern)
+                converters = p.pattern.converters
+                has_id = any(type(c).__name__ in ID_CONVERTERS for c in converters.values())
+                if has_id and not route.startswith("api/"):
+                    out.append((namespace + (p.name or route), route, converters))
+
+    walk(get_resolver("config.urls_tenant").url_patterns, "", "")
+    return out
+
+
+def object_paths(name: str, route: str, converters: dict, object_id: int) -> list[str]:
+    """The route filled with `object_id` for every id (a fresh UUID for tokens), once per
+    useful value of its text parameters."""
+    paths = [route]
+    for param, converter in converters.items():
+        kind = type(converter).__name__
+        if kind == "IntConverter":
+            values = [str(object_id)]
+        elif kind == "UUIDConverter":
+            values = [str(uuid.uuid4())]
+        else:
+            values = TEXT_PARAM_VALUES.get((name, param), ["abc123"])
+        token = re.compile(rf"<(?:\w+:)?{param}>")
+        paths = [token.sub(value, p, count=1) for p in paths for value in values]
+    return ["/" + p for p in paths]
+
+
+# Objects the two_brands graph creates in both brands, with B's ids made absent from A.
+FOREIGN_OBJECT_ROUTES = {
+    "accounts:member": ("member", lambda obj: obj.pk),
+    "accounts:revoke_api_key": ("key", lambda issued: issued.api_key.pk),
+    "accounts:revoke_invitation": ("invite", lambda obj: obj.pk),
+}
+MISSING_ID = 987654
+
+
+def test_every_object_page_answers_404_for_b_ids_on_a_host(brand_a, brand_b, two_brands):
+    """A's owner (every permission) asks A's host for B's objects through every page that
+    takes an id: the answer is 404, exactly as for an id that exists nowhere, never 403 or
+    a page. For routes whose objects the graph has in B, B's real ids are used; elsewhere
+    an id absent from A stands in for one (lookups only see A's schema either way)."""
+    client = brand_client(brand_a, two_brands["alpha"]["owner"])
+    before = snapshot(brand_b)
+    routes = object_routes()
+    assert len(routes) >= 10
+    assert any(route.startswith("hooks/") for _, route, _ in routes)  # unnamed too
+    checked = set()
+
+    for name, route, converters in routes:
+        foreign_id = MISSING_ID
+        if name in FOREIGN_OBJECT_ROUTES:
+            key, pick = FOREIGN_OBJECT_ROUTES[name]
+            foreign_id = pick(two_brands["beta"][key])
+        for foreign, missing in zip(
+            object_paths(name, route, converters, foreign_id),
+            object_paths(name, route, converters, MISSING_ID),
+            strict=True,
+        ):
+            assert "<" not in foreign, foreign  # every parameter was filled
+            for method in ("get", "post"):
+                got = getattr(client, method)(foreign)
+                # 405: the route takes the other method, decided before any lookup.
+                assert got.status_code in (404, 405), (name, method, foreign, got.status_code)
+                expected = getattr(client, method)(missing).status_code
+                assert got.status_code == expected, (name, method, foreign)
+                for marker in b_markers(two_brands):
+                    assert marker not in got.content, (name, method, marker)
+            checked.add(name)
+
+    assert checked == {name for name, _, _ in routes}
+    assert snapshot(brand_b) == before
+
+
 def test_list_endpoints_never_include_other_brand_rows(brand_a, two_brands):
     client = brand_client(brand_a, two_brands["alpha"]["owner"])
     for path in ("/api/v1/users/", "/api/v1/api-keys/", "/api/v1/activity/"):
@@ -248,12 +362,30 @@ def test_list_endpoints_never_include_other_brand_rows(brand_a, two_brands):
             assert marker not in body, (path, marker)
 
 
+def public_paths() -> list[str]:
+    """Every parameterless route of the public URLconf (site, signup, staff admin)."""
+    out: list[str] = []
+
+    def walk(patterns, prefix: str) -> None:
+        for p in patterns:
+            route = prefix + str(p.pattern)
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, route)
+            elif not p.pattern.converters and "(?P<" not in route:
+                out.append("/" + route.replace("^", "").replace("$", ""))
+
+    walk(get_resolver("config.urls_public").url_patterns, "")
+    return out
+
+
 def test_public_pages_expose_no_brand_data(two_brands, brand_a):
     public = Client(HTTP_HOST="localhost")
     public.cookies = brand_client(brand_a, two_brands["alpha"]["owner"]).cookies
-    for path in ("/", "/signup/", "/admin/", "/admin/login/"):
+    paths = public_paths()
+    assert {"/", "/signup/", "/admin/", "/admin/login/"} <= set(paths)
+    for path in paths:
         response = public.get(path)
-        assert response.status_code in (200, 302)
+        assert response.status_code in (200, 302, 405), path
         for slug in ("alpha", "beta"):
             for marker in (f"owner@{slug}.example".encode(), f"newbie@{slug}.example".encode()):
                 assert marker not in response.content

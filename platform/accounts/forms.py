@@ -6,7 +6,7 @@ from accounts.roles import ASSIGNABLE_ROLES, Role, Scope
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField()
+    email = forms.EmailField(max_length=254)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
 
     def __init__(self, *args, actor: User, **kwargs):

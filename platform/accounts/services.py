@@ -23,6 +23,7 @@ from accounts.roles import Role, Scope, can_assign, role_has
 from audit.context import actor_for_user
 from audit.services import record
 
+EMAIL_MAX_LENGTH = 254
 # Only write last_used_at when it is this stale: a busy key must not cost a write per call.
 LAST_USED_RESOLUTION_SECONDS = 60
 
@@ -58,6 +59,11 @@ def invite_user(*, actor: User, email: str, role: str, accept_url_for) -> Issued
     if not can_assign(actor.role, role):
         raise AccessError("You cannot invite someone with that role.", "role_not_assignable")
     email = User.objects.normalize_email(email).lower()
+    # The column's limit, checked here so no caller can turn it into a failed INSERT.
+    if len(email) > EMAIL_MAX_LENGTH:
+        raise ValidationError(
+            {"email": f"Use at most {EMAIL_MAX_LENGTH} characters."}, code="max_length"
+        )
     if User.objects.filter(email__iexact=email).exists():
         raise ValidationError({"email": "This person is already on the team."}, code="exists")
     token = secrets.token_urlsafe(32)

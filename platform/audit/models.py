@@ -14,6 +14,7 @@ class ActivityQuerySet(models.QuerySet):
         self,
         *,
         actor_type: str = "",
+        actor_id: str = "",
         action: str = "",
         object_type: str = "",
         since=None,
@@ -22,6 +23,8 @@ class ActivityQuerySet(models.QuerySet):
         qs = self
         if actor_type:
             qs = qs.filter(actor_type=actor_type)
+        if actor_id:
+            qs = qs.filter(actor_id=actor_id)
         if action:
             qs = qs.filter(action__startswith=action)
         if object_type:

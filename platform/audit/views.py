@@ -21,6 +21,20 @@ def _day(value: str, *, end: bool = False):
     return timezone.make_aware(moment, timezone.get_current_timezone())
 
 
+def _actors() -> list[tuple[str, str]]:
+    """("<type>:<id>", label) for every person and key that appears in the log."""
+    rows = (
+        ActivityEntry.objects.exclude(actor_id="")
+        .order_by("actor_type", "actor_id")
+        .values_list("actor_type", "actor_id", "actor_label")
+        .distinct("actor_type", "actor_id")
+    )
+    return sorted(
+        ((f"{kind}:{ident}", label or f"{kind} {ident}") for kind, ident, label in rows),
+        key=lambda item: item[1].lower(),
+    )
+
+
 class ActivityView(RoleRequiredMixin, View):
     permission = "activity.view"
     template_name = "audit/activity.html"
@@ -29,13 +43,19 @@ class ActivityView(RoleRequiredMixin, View):
         params = request.GET
         filters = {
             "actor_type": params.get("actor_type", ""),
+            "actor": params.get("actor", ""),
             "action": params.get("action", "").strip(),
             "object_type": params.get("object_type", ""),
             "since": params.get("since", ""),
             "until": params.get("until", ""),
         }
+        # "actor" names one person or key as "<actor_type>:<id>"; it narrows actor_type.
+        actor_type, _, actor_id = filters["actor"].partition(":")
+        if actor_type not in ActorType.values or not actor_id:
+            actor_type, actor_id = filters["actor_type"], ""
         entries = ActivityEntry.objects.search(
-            actor_type=filters["actor_type"] if filters["actor_type"] in ActorType.values else "",
+            actor_type=actor_type if actor_type in ActorType.values else "",
+            actor_id=actor_id,
             action=filters["action"],
             object_type=filters["object_type"],
             since=_day(filters["since"]),
@@ -48,6 +68,7 @@ class ActivityView(RoleRequiredMixin, View):
             "page": page,
             "filters": filters,
             "actor_types": ActorType.choices,
+            "actors": _actors(),
             "object_types": ActivityEntry.objects.order_by()
             .values_list("object_type", flat=True)
             .distinct(),

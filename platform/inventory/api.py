@@ -22,12 +22,13 @@ Decisions:
 from __future__ import annotations
 
 import datetime
+import re
 import zoneinfo
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.db.models.functions import Greatest
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -77,6 +78,36 @@ def _choice_filter(lookup: str, choices, what: str) -> QueryFilter:
 
 # --- Warehouses ------------------------------------------------------------------------
 
+# Hours and minutes, optionally seconds (a fraction is accepted and dropped). No offset:
+# a cutoff is a time of day in the warehouse's own timezone.
+LOCAL_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": LOCAL_TIME_PATTERN, "example": "16:30:00"},
+)
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time of day, written and read as HH:MM:SS.
+
+    Documented with a pattern rather than `format: time`: JSON Schema's `time` is RFC 3339
+    full-time, which requires an offset, and a warehouse cutoff has none (clients that
+    checked formats rejected every "16:30:00" we sent). Offsets are refused on input, not
+    silently dropped, for the same reason.
+    """
+
+    default_error_messages = {
+        "invalid": "Write a time of day as HH:MM or HH:MM:SS, without a UTC offset.",
+    }
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("format", "%H:%M:%S")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, value: object) -> datetime.time:
+        if not isinstance(value, str) or not re.fullmatch(LOCAL_TIME_PATTERN, value):
+            self.fail("invalid", format="HH:MM[:SS]")
+        return datetime.time.fromisoformat(value).replace(microsecond=0)
+
 
 class WarehouseSerializer(serializers.ModelSerializer):
     country = serializers.RegexField(
@@ -87,6 +118,11 @@ class WarehouseSerializer(serializers.ModelSerializer):
     )
     capabilities = serializers.ListField(
         child=serializers.ChoiceField(choices=Capability.choices), required=False
+    )
+    cutoff_time = LocalTimeField(
+        required=False,
+        allow_null=True,
+        help_text="Daily order cutoff in the warehouse's timezone, HH:MM:SS.",
     )
     latitude = serializers.DecimalField(
         max_digits=9,
@@ -125,11 +161,6 @@ class WarehouseSerializer(serializers.ModelSerializer):
 
     def validate_capabilities(self, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
-
-    def validate_cutoff_time(self, value: datetime.time | None) -> datetime.time | None:
-        # A daily cutoff is a time of day to the second; "12:46:21.25" was stored and echoed
-        # back with microseconds, which the documented `format: time` does not allow.
-        return value.replace(microsecond=0) if value is not None else None
 
 
 class WarehouseViewSet(

@@ -334,9 +334,44 @@ def update_warehouse(warehouse: Warehouse, **fields) -> Warehouse:
             for f in WAREHOUSE_FIELDS
             if before[f] != getattr(warehouse, f)
         }
+        if "safety_buffer" in changes:
+            _buffer_events(warehouse, before["safety_buffer"])
         if changes:
             record("warehouse.updated", obj=warehouse, changes=changes)
     return warehouse
+
+
+def _buffer_events(warehouse: Warehouse, old_buffer: int) -> None:
+    """A new safety buffer moves available-to-promise of every SKU stocked there without a
+    movement: emit its events like `_apply` does, or channel pushes would never hear of it.
+
+    The sellable rows are locked in the usual order first, so a movement racing with this
+    change either committed before (its quantities are read here) or waits and then reads
+    the new buffer: the before/after values of one row's events always chain.
+    """
+    rows = (
+        StockBalance.objects.select_for_update()
+        .filter(warehouse=warehouse, status=SELLABLE)
+        .order_by("sku_id", "warehouse_id", "status")
+        .values_list("sku_id", "quantity", "reserved")
+    )
+    operation_id = uuid.uuid4()
+    events = []
+    for sku_id, quantity, reserved in rows:
+        old = atp(quantity, reserved, old_buffer)
+        new = atp(quantity, reserved, warehouse.safety_buffer)
+        if old != new:
+            events.append(
+                StockEvent(
+                    operation_id=operation_id,
+                    sku_id=sku_id,
+                    warehouse_id=warehouse.pk,
+                    available_before=old,
+                    available_after=new,
+                    cause="buffer_changed",
+                )
+            )
+    StockEvent.objects.bulk_create(events, batch_size=5000)
 
 
 # --- Movements -------------------------------------------------------------------------

@@ -205,6 +205,21 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(max_length=300)
 
 
+class OrderCsvForm(forms.Form):
+    """An orders CSV upload; orders.csv_import reads and checks the file itself."""
+
+    channel = forms.CharField(
+        max_length=100,
+        initial="csv",
+        help_text="Where these orders come from, e.g. csv, faire, retail-edi. Their SKUs map "
+        "through this channel's listing mappings. A channel column in the file wins.",
+    )
+    file = forms.FileField(label="CSV file", help_text="UTF-8, one row per order line, ≤ 5 MB.")
+
+    def clean_channel(self) -> str:
+        return self.cleaned_data["channel"].strip()
+
+
 # --- Routing rules ---------------------------------------------------------------------
 
 # (condition key, form field, label) for the conditions typed as comma-separated lists.

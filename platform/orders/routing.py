@@ -8,9 +8,10 @@ warehouse preferred.
 
 Layer 2 — scoring: candidate plans (every warehouse that fills the order alone; failing
 that, the fewest-warehouse splits) are scored on distance to the customer, stock cover
-left behind, being before the warehouse's cutoff, and number of packages. The best plan
-wins with a confidence from its margin over the runner-up; below the brand's threshold
-the order goes to layer 3 (people).
+left behind, being before the warehouse's cutoff, number of packages and, when delivery
+history exists for the lanes from the plan's warehouses to the customer's state, carrier
+on-time performance on those lanes. The best plan wins with a confidence from its margin
+over the runner-up; below the brand's threshold the order goes to layer 3 (people).
 
 A line goes wholly to one warehouse (no quantity splits within a line). The same facts
 always give the same decision: ties break on warehouse priority then id.
@@ -126,6 +127,7 @@ class WarehouseInfo:
     priority: int
     cutoff: tuple[int, int] | None = None  # (hour, minute) local
     timezone: str = "UTC"
+    postal_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -347,6 +349,36 @@ class Weights:
     cutoff: float = 0.15
     packages: float = 0.20
     preferred_bonus: float = 0.10
+    # Counted only when some candidate warehouse has delivery history to the customer's
+    # state; without any, every plan would score the same on it.
+    carrier: float = 0.15
+
+
+# A warehouse with few deliveries on a lane is pulled toward the others' on-time rate:
+# this many deliveries of the pooled rate are added to its own record.
+CARRIER_PRIOR_DELIVERIES = 10
+
+
+@dataclass(frozen=True)
+class CarrierRecord:
+    """Deliveries with a known on-time outcome from warehouses to this order's destination:
+    warehouse id → (on time, timed). Empty when there is no history."""
+
+    lanes: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(timed for _, timed in self.lanes.values())
+
+    @property
+    def pooled(self) -> float:
+        on_time = sum(o for o, _ in self.lanes.values())
+        timed = sum(t for _, t in self.lanes.values())
+        return on_time / timed if timed else 0.0
+
+    def rate(self, warehouse_id: int) -> float:
+        on_time, timed = self.lanes.get(warehouse_id, (0, 0))
+        k = CARRIER_PRIOR_DELIVERIES
+        return (on_time + k * self.pooled) / (timed + k)
 
 
 def score_plan(
@@ -356,6 +388,7 @@ def score_plan(
     atp: dict[tuple[int, int], int],
     weights: Weights,
     preferred: frozenset[int] = frozenset(),
+    carrier: CarrierRecord | None = None,
 ) -> dict:
     lines = {line.line_id: line for line in facts.lines}
     dest = destination_point(facts)
@@ -382,6 +415,12 @@ def score_plan(
         "cutoff": cutoff_ok / len(plan.allocations),
         "packages": 1 / len(plan.allocations),
     }
+    if carrier:
+        # Units-weighted, like distance: the part shipping most of the order counts most.
+        parts["carrier"] = sum(
+            carrier.rate(wh_id) * sum(lines[i].quantity for i in line_ids)
+            for wh_id, line_ids in plan.allocations
+        ) / max(units_total, 1)
     total = sum(getattr(weights, k) * v for k, v in parts.items())
     if preferred & set(plan.warehouse_ids):
         total += weights.preferred_bonus
@@ -405,8 +444,10 @@ def decide(
     threshold: float,
     weights: Weights = Weights(),
     exclude: frozenset[int] = frozenset(),
+    carrier: CarrierRecord | None = None,
 ) -> Decision:
-    """Route one order. `exclude` removes warehouses (e.g. one that rejected it)."""
+    """Route one order. `exclude` removes warehouses (e.g. one that rejected it);
+    `carrier` is the on-time history from the warehouses to the order's destination."""
     by_id = {w.id: w for w in warehouses if w.id not in exclude}
     codes = {w.id: w.code for w in warehouses}
     by_code = {w.code: w for w in by_id.values()}
@@ -463,7 +504,10 @@ def decide(
             hold_reason="insufficient_stock",
         )
     scored = sorted(
-        ((score_plan(p, facts, by_id, atp, weights, frozenset(preferred)), p) for p in plans),
+        (
+            (score_plan(p, facts, by_id, atp, weights, frozenset(preferred), carrier), p)
+            for p in plans
+        ),
         key=lambda sp: (
             -sp[0]["score"],
             [by_id[w].priority for w in sp[1].warehouse_ids],
@@ -483,7 +527,13 @@ def decide(
         f"{rule_note}; scored {len(scored)} plan{'s' if len(scored) > 1 else ''}: "
         f"{' + '.join(best['warehouses'])} is best (score {best['score']:.2f}, "
         f"~{best['distance_km']} km to the customer, {len(best_plan.allocations)} "
-        f"package{'s' if len(best_plan.allocations) > 1 else ''})"
+        f"package{'s' if len(best_plan.allocations) > 1 else ''}"
+        + (
+            f", {best['parts']['carrier']:.0%} on time to {facts.state or facts.country}"
+            if "carrier" in best["parts"]
+            else ""
+        )
+        + ")"
     )
     if len(scored) > 1:
         runner = scored[1][0]

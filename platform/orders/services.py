@@ -16,11 +16,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from audit.context import current_actor
@@ -28,7 +29,7 @@ from audit.services import record, record_many
 from catalog.models import SKU, BundleComponent, ListingMapping
 from catalog.services import resolve_listing
 from inventory import services as stock
-from inventory.models import Warehouse
+from inventory.models import Reservation, ReservationStatus, Warehouse
 from inventory.services import InsufficientStock, Reference, ReserveLine
 from orders import routing
 from orders.events import order_event
@@ -263,10 +264,13 @@ def _update(order: Order, data: OrderInput) -> IngestResult:
             order, created=False, applied=False, messages=["Older or repeated update ignored."]
         )
     order.channel_updated_at = data.updated_at
-    if order.status == OrderStatus.CANCELLED:
+    if order.status in (OrderStatus.CANCELLED, OrderStatus.CLOSED):
         order.save(update_fields=["channel_updated_at", "updated_at"])
         return IngestResult(
-            order, created=False, applied=False, messages=["Order is cancelled; update ignored."]
+            order,
+            created=False,
+            applied=False,
+            messages=[f"Order is {order.get_status_display().lower()}; update ignored."],
         )
     if data.status == "cancelled":
         order.save(update_fields=["channel_updated_at", "updated_at"])
@@ -367,6 +371,101 @@ def _warehouse_info(w: Warehouse) -> routing.WarehouseInfo:
         priority=w.priority,
         cutoff=(w.cutoff_time.hour, w.cutoff_time.minute) if w.cutoff_time else None,
         timezone=w.timezone,
+        postal_code=w.postal_code,
+    )
+
+
+CARRIER_HISTORY_WEEKS = 12  # when the brand has no shipping settings yet
+
+
+def carrier_record(
+    facts: routing.OrderFacts,
+    warehouses: Iterable[routing.WarehouseInfo],
+    cache: dict | None = None,
+) -> routing.CarrierRecord:
+    """On-time delivery history from each warehouse to the order's destination state, from
+    the shipping app's carrier outcomes on those lanes (the brand's shipping history window).
+
+    `cache` (a dict the caller keeps for one batch) saves the query for orders going to the
+    same place at the same moment.
+    """
+    # Imported here: shipping builds on orders (its models point at fulfillment orders),
+    # so orders reads shipping's history late rather than depending on it at import.
+    from shipping.models import CarrierOutcome, ShippingSettings
+    from shipping.scoring import lane_of
+
+    whs = sorted(warehouses, key=lambda w: w.id)
+    lanes = {w.id: lane_of(w.postal_code, facts.state, facts.postal_code) for w in whs}
+    key = ("carrier", tuple(sorted(lanes.items())), facts.now)
+    if cache is not None and key in cache:
+        return cache[key]
+    weeks = (
+        ShippingSettings.objects.values_list("history_weeks", flat=True).first()
+        or CARRIER_HISTORY_WEEKS
+    )
+    rows = (
+        CarrierOutcome.objects.filter(
+            lane__in=set(lanes.values()),
+            delivered_at__gte=facts.now - timedelta(weeks=weeks),
+            delivered_at__lte=facts.now,
+            on_time__isnull=False,
+        )
+        .values("lane")
+        .annotate(timed=Count("id"), on_time=Count("id", filter=Q(on_time=True)))
+    )
+    by_lane = {row["lane"]: (row["on_time"], row["timed"]) for row in rows}
+    record_ = routing.CarrierRecord(
+        {w: by_lane[lane] for w, lane in lanes.items() if lane in by_lane}
+    )
+    if cache is not None:
+        cache[key] = record_
+    return record_
+
+
+def decide(
+    facts: routing.OrderFacts,
+    *,
+    warehouses: list[routing.WarehouseInfo],
+    atp: dict[tuple[int, int], int],
+    rules: list[routing.RuleInfo],
+    threshold: float,
+    weights: routing.Weights,
+    exclude: frozenset[int] = frozenset(),
+    cache: dict | None = None,
+) -> tuple[routing.Decision, routing.CarrierRecord | None]:
+    """routing.decide with carrier history read only when it can matter.
+
+    Most orders are settled by a rule or have one candidate plan: for those no history is
+    read. When plans compete and some of their warehouses have delivery history to the
+    destination, the order is scored again with it, so the same facts and history always
+    give the same decision (the history is returned for the decision log).
+    """
+    decision = routing.decide(
+        facts,
+        warehouses=warehouses,
+        atp=atp,
+        rules=rules,
+        threshold=threshold,
+        weights=weights,
+        exclude=exclude,
+    )
+    if decision.layer not in ("scoring", "review") or len(decision.candidates) < 2:
+        return decision, None
+    carrier = carrier_record(facts, [w for w in warehouses if w.id not in exclude], cache)
+    if not carrier:
+        return decision, None
+    return (
+        routing.decide(
+            facts,
+            warehouses=warehouses,
+            atp=atp,
+            rules=rules,
+            threshold=threshold,
+            weights=weights,
+            exclude=exclude,
+            carrier=carrier,
+        ),
+        carrier,
     )
 
 
@@ -568,16 +667,17 @@ def _route_new(order: Order, *, exclude: frozenset[int] = frozenset()) -> None:
         atp = _atp_for(facts)
         version, rules = published_rules()
         warehouses = {w.pk: w for w in Warehouse.objects.filter(is_active=True)}
-        decision = routing.decide(
+        infos = [_warehouse_info(w) for w in warehouses.values()]
+        decision, carrier = decide(
             facts,
-            warehouses=[_warehouse_info(w) for w in warehouses.values()],
+            warehouses=infos,
             atp=atp,
             rules=rules,
             threshold=float(cfg.confidence_threshold),
             weights=_weights(cfg),
             exclude=exclude,
         )
-        inputs = _inputs(facts, atp, version, exclude)
+        inputs = _inputs(facts, atp, version, exclude, carrier, infos)
         if decision.layer in ("hold", "review"):
             _hold_for(order, decision, inputs, version)
             return
@@ -630,9 +730,14 @@ def _route_new(order: Order, *, exclude: frozenset[int] = frozenset()) -> None:
 
 
 def _inputs(
-    facts: routing.OrderFacts, atp: dict, version: int | None, exclude: frozenset[int]
+    facts: routing.OrderFacts,
+    atp: dict,
+    version: int | None,
+    exclude: frozenset[int],
+    carrier: routing.CarrierRecord | None = None,
+    warehouses: Iterable[routing.WarehouseInfo] = (),
 ) -> dict:
-    return {
+    inputs = {
         "ship_to": [facts.country, facts.state, facts.postal_code],
         "channel": facts.channel,
         "order_type": facts.order_type,
@@ -645,6 +750,13 @@ def _inputs(
         "excluded_warehouses": sorted(exclude),
         "at": facts.now.isoformat(),
     }
+    if carrier:
+        # On time / deliveries timed, per warehouse code, on the lanes to this customer.
+        codes = {w.id: w.code for w in warehouses}
+        inputs["carrier_on_time"] = {
+            codes.get(w, str(w)): list(record) for w, record in sorted(carrier.lanes.items())
+        }
+    return inputs
 
 
 def _fulfill_plan(
@@ -688,8 +800,26 @@ def _fulfill_plan(
             kind="order_line",
             reference=Reference(*fo.reservation_reference),
         )
+        _publish_fulfillment("fulfillment.opened", fo, order)
         created.append(fo)
     return created
+
+
+def _publish_fulfillment(event_type: str, fo: FulfillmentOrder, order: Order) -> None:
+    """Internal outbox event (see outbox.events): a 3PL serving the warehouse must receive
+    the fulfillment order, its channel must hear that it shipped. Keyed per fulfillment
+    order and fact, so publishing it again writes nothing."""
+    data = {
+        "fulfillment": fo.pk,
+        "order": order.pk,
+        "channel": order.channel,
+        "warehouse": fo.warehouse_id,
+    }
+    if event_type == "fulfillment.shipped":
+        data |= {"tracking_number": fo.tracking_number, "carrier": fo.carrier}
+    publish_domain_event(
+        event_type, fo.pk, data, key=f"fulfillment:{fo.pk}:{event_type.split('.')[1]}"
+    )
 
 
 def _ship_type(lines: list[OrderLine], skus: dict[int, SKU], cfg: RoutingSettings) -> str:
@@ -723,6 +853,26 @@ def cancel_order(order: Order, *, reason: str = "Cancelled by a person.") -> Ord
                 "Part of this order has shipped; it cannot be cancelled.", code="already_shipped"
             )
         _cancel(order, reason)
+    return order
+
+
+def close_order(order: Order, *, note: str = "") -> Order:
+    """A fulfilled order is done: it leaves the working lists, and later channel updates
+    (a late edit, a replay) are recorded and ignored. Only fully fulfilled orders close:
+    anything still open or held needs finishing or cancelling first."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.status == OrderStatus.CLOSED:
+            return order
+        if order.status != OrderStatus.FULFILLED:
+            raise ValidationError(
+                f"Only a fulfilled order can be closed; this one is "
+                f"{order.get_status_display().lower()}.",
+                code="not_fulfilled",
+            )
+        _set_status(order, OrderStatus.CLOSED)
+        record("order.closed", obj=order, changes={"note": note[:500]} if note else {})
+        publish_domain_event("order.closed", order.pk, lambda: order_event(order, note=note[:500]))
     return order
 
 
@@ -884,23 +1034,105 @@ def reject_fulfillment(fo: FulfillmentOrder, *, reason: str) -> Order:
         fo = FulfillmentOrder.objects.select_for_update().get(pk=fo.pk)
         if fo.status not in OPEN_FULFILLMENT:
             raise ValidationError("This fulfillment order is closed.", code="closed")
-        stock.release(reference=Reference(*fo.reservation_reference))
-        fo.status = FulfillmentStatus.REJECTED
-        fo.closed_at = timezone.now()
-        fo.save(update_fields=["status", "closed_at"])
-        record("fulfillment.rejected", obj=fo, changes={"reason": reason})
-        # Only the rejected lines are routed again: other parts keep their warehouse, and
-        # shipped parts are never sent twice.
-        RoutingDecision.objects.create(
-            order=order,
-            layer=DecisionLayer.REROUTE,
+        _reroute_without(
+            order,
+            fo,
+            reason=reason,
             inputs={"rejected_by": fo.warehouse.code},
             explanation=f"{fo.warehouse.code} rejected its part ({reason}); re-routing without it.",
-            actor_label=current_actor().label[:200],
         )
-        _set_status(order, OrderStatus.RECEIVED)
-        _route_new(order, exclude=frozenset({fo.warehouse_id}))
     return order
+
+
+def _reroute_without(
+    order: Order, fo: FulfillmentOrder, *, reason: str, inputs: dict, explanation: str
+) -> None:
+    """Close `fo` as rejected, log why, and route its lines again without its warehouse.
+
+    Only the rejected lines are routed again: other parts keep their warehouse, and
+    shipped parts are never sent twice. Callers hold the order's and the FO's row locks.
+    """
+    stock.release(reference=Reference(*fo.reservation_reference))
+    fo.status = FulfillmentStatus.REJECTED
+    fo.closed_at = timezone.now()
+    fo.save(update_fields=["status", "closed_at"])
+    record("fulfillment.rejected", obj=fo, changes={"reason": reason})
+    RoutingDecision.objects.create(
+        order=order,
+        layer=DecisionLayer.REROUTE,
+        inputs=inputs,
+        explanation=explanation,
+        actor_label=current_actor().label[:200],
+    )
+    _set_status(order, OrderStatus.RECEIVED)
+    _route_new(order, exclude=frozenset({fo.warehouse_id}))
+
+
+def reroute_shortage(*, warehouse: Warehouse, sku: SKU, on_hand: int, source: str) -> list[Order]:
+    """`warehouse` reports only `on_hand` sellable units of `sku`, fewer than its open
+    fulfillment orders have reserved: re-route enough of them elsewhere that the rest fit.
+
+    The newest fulfillment orders move first, so orders that waited longest keep their
+    stock. Each moved one is closed as rejected with a re-route decision saying what ran
+    short, and its order is routed again without this warehouse (or held with a reason).
+    Afterwards the ledger can take the lower count (inventory refuses counts below what is
+    reserved). Returns the orders that were re-routed.
+    """
+    if on_hand < 0:
+        raise ValidationError("On-hand cannot be negative.", code="invalid_quantity")
+    reserved = (
+        stock.StockBalance.objects.filter(sku=sku, warehouse=warehouse, status=stock.SELLABLE)
+        .values_list("reserved", flat=True)
+        .first()
+    ) or 0
+    excess = reserved - on_hand
+    held = dict(
+        Reservation.objects.filter(
+            sku=sku,
+            warehouse=warehouse,
+            status=ReservationStatus.ACTIVE,
+            reference_type="fulfillment_order",
+        ).values_list("reference_id", "quantity")
+    )
+    candidates = list(
+        FulfillmentOrder.objects.filter(
+            warehouse=warehouse, status__in=OPEN_FULFILLMENT, pk__in=[int(ref) for ref in held]
+        )
+        .order_by("-created_at", "-id")
+        .values_list("pk", "order_id")
+    )
+    moved: list[Order] = []
+    for fo_id, order_id in candidates:
+        if excess <= 0:
+            break
+        # One transaction per fulfillment order, locking its order then itself (the lock
+        # order ingestion uses): each move stands on its own, and no lock is held across
+        # orders. A reservation racing in meanwhile only means the lower count is refused
+        # again by the ledger, never an oversell.
+        with transaction.atomic():
+            order = Order.objects.select_for_update().get(pk=order_id)
+            fo = FulfillmentOrder.objects.select_for_update().get(pk=fo_id)
+            if fo.status not in OPEN_FULFILLMENT:
+                continue
+            _reroute_without(
+                order,
+                fo,
+                reason=f"Short of {sku.code}",
+                inputs={
+                    "short_at": warehouse.code,
+                    "sku": sku.code,
+                    "on_hand": on_hand,
+                    "reserved": reserved,
+                    "source": source,
+                },
+                explanation=(
+                    f"{warehouse.code} ran short of {sku.code} ({source}: {on_hand} on hand, "
+                    f"{reserved} reserved); re-routing FO-{fo.pk} without it."
+                ),
+            )
+        excess -= held[str(fo_id)]
+        moved.append(order)
+    return moved
 
 
 def mark_sent(
@@ -944,14 +1176,14 @@ def mark_shipped(
         order = Order.objects.select_for_update().get(pk=fo.order_id)
         open_left = order.fulfillments.filter(status__in=OPEN_FULFILLMENT).exists()
         _set_status(order, OrderStatus.PARTIALLY_FULFILLED if open_left else OrderStatus.FULFILLED)
+        _publish_fulfillment("fulfillment.shipped", fo, order)
     return fo
 
 
 # --- Rules -----------------------------------------------------------------------------
 
 
-def draft_rule_set(*, actor, rules: Sequence[dict], note: str = "") -> RuleSet:
-    """A new draft version holding `rules` ([{name, conditions, actions}], in order)."""
+def _validate_rules(rules: Sequence[dict]) -> None:
     codes = set(Warehouse.objects.values_list("code", flat=True))
     errors = {}
     for i, rule in enumerate(rules, start=1):
@@ -962,6 +1194,27 @@ def draft_rule_set(*, actor, rules: Sequence[dict], note: str = "") -> RuleSet:
             errors[f"rule {i}"] = problems
     if errors:
         raise ValidationError(errors, code="invalid_rules")
+
+
+def _store_rules(rule_set: RuleSet, rules: Sequence[dict]) -> None:
+    Rule.objects.bulk_create(
+        [
+            Rule(
+                rule_set=rule_set,
+                position=i,
+                name=r["name"],
+                conditions=r.get("conditions", {}),
+                actions=r.get("actions", {}),
+                is_active=r.get("is_active", True),
+            )
+            for i, r in enumerate(rules, start=1)
+        ]
+    )
+
+
+def draft_rule_set(*, actor, rules: Sequence[dict], note: str = "") -> RuleSet:
+    """A new draft version holding `rules` ([{name, conditions, actions}], in order)."""
+    _validate_rules(rules)
     with transaction.atomic():
         last = RuleSet.objects.select_for_update().order_by("-version").first()
         rule_set = RuleSet.objects.create(
@@ -971,20 +1224,53 @@ def draft_rule_set(*, actor, rules: Sequence[dict], note: str = "") -> RuleSet:
             if getattr(actor, "is_authenticated", False) and hasattr(actor, "email")
             else None,
         )
-        Rule.objects.bulk_create(
-            [
-                Rule(
-                    rule_set=rule_set,
-                    position=i,
-                    name=r["name"],
-                    conditions=r.get("conditions", {}),
-                    actions=r.get("actions", {}),
-                    is_active=r.get("is_active", True),
-                )
-                for i, r in enumerate(rules, start=1)
-            ]
-        )
+        _store_rules(rule_set, rules)
         record("rules.drafted", obj=rule_set, changes={"rules": len(rules)})
+    return rule_set
+
+
+def _rule_summary(rule: dict) -> list:
+    return [
+        rule.get("name", ""),
+        rule.get("conditions", {}),
+        rule.get("actions", {}),
+        rule.get("is_active", True),
+    ]
+
+
+def update_draft_rule_set(
+    rule_set: RuleSet, *, actor, rules: Sequence[dict], note: str | None = None
+) -> RuleSet:
+    """Replace the rules (and note) of a draft in place: same version, new contents.
+
+    Only drafts change: nothing has routed by a draft, so no decision in the log names
+    its version, and published or archived versions stay exactly what routed orders saw.
+    Invalid rules are refused whole and the draft keeps its old rules.
+    """
+    _validate_rules(rules)
+    with transaction.atomic():
+        # The same lock publish_rule_set takes: an edit and a publish never interleave.
+        rule_set = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+        if rule_set.status != RuleSetStatus.DRAFT:
+            raise ValidationError(
+                f"Rules v{rule_set.version} is {rule_set.get_status_display().lower()}: only "
+                "a draft can be edited. Copy it to a new draft instead.",
+                code="not_draft",
+            )
+        stored = list(rule_set.rules.all())
+        before = [[r.name, r.conditions, r.actions, r.is_active] for r in stored]
+        after = [_rule_summary(r) for r in rules]
+        changes: dict = {}
+        if before != after:
+            changes["rules"] = [[r.name for r in stored], [r["name"] for r in rules]]
+            rule_set.rules.all().delete()
+            _store_rules(rule_set, rules)
+        if note is not None and note != rule_set.note:
+            changes["note"] = [rule_set.note, note]
+            rule_set.note = note
+            rule_set.save(update_fields=["note"])
+        if changes:
+            record("rules.draft_edited", obj=rule_set, changes=changes)
     return rule_set
 
 
@@ -1037,6 +1323,7 @@ def simulate(rule_set: RuleSet, *, last: int = 500) -> list[SimulationRow]:
     atp = stock.available_to_promise(sku_ids=all_skus | components) if all_skus else {}
     threshold, weights = float(cfg.confidence_threshold), _weights(cfg)
     now, currency = timezone.now(), brand_currency()
+    cache: dict = {}  # carrier history per destination, read once for the whole replay
     rows = []
     for order in orders:
         lines = lines_by_order[order.pk]
@@ -1044,9 +1331,15 @@ def simulate(rule_set: RuleSet, *, last: int = 500) -> list[SimulationRow]:
             continue
         facts = order_facts(order, lines, now=now, catalog=catalog, currency=currency)
         decisions = [
-            routing.decide(
-                facts, warehouses=whs, atp=atp, rules=r, threshold=threshold, weights=weights
-            )
+            decide(
+                facts,
+                warehouses=whs,
+                atp=atp,
+                rules=r,
+                threshold=threshold,
+                weights=weights,
+                cache=cache,
+            )[0]
             for r in (current_rules, proposed_rules)
         ]
         current, proposed = (_summary(d, codes) for d in decisions)
@@ -1196,6 +1489,7 @@ def _bulk_route(fresh: list[tuple[int, OrderInput]]) -> list[tuple[int, Order]]:
     atp = stock.available_to_promise(sku_ids=stock_skus) if stock_skus else {}
     weights, threshold, now = _weights(cfg), float(cfg.confidence_threshold), timezone.now()
     actor_label = current_actor().label[:200]
+    cache: dict = {}
 
     routed: list[tuple[Order, routing.Decision, RoutingDecision]] = []
     one_by_one: list[Order] = []
@@ -1213,15 +1507,23 @@ def _bulk_route(fresh: list[tuple[int, OrderInput]]) -> list[tuple[int, Order]]:
             one_by_one.append(order)  # holds and cancellations: the single path says why
             continue
         facts = order_facts(order, lines, now=now, catalog=catalog, currency=currency)
-        decision = routing.decide(
-            facts, warehouses=infos, atp=atp, rules=rules, threshold=threshold, weights=weights
+        decision, carrier = decide(
+            facts,
+            warehouses=infos,
+            atp=atp,
+            rules=rules,
+            threshold=threshold,
+            weights=weights,
+            cache=cache,
         )
         if decision.layer in ("hold", "review"):
             # Decided against the stock of this moment, as the single path would: routing
             # it again after later orders spent stock could reach a different answer.
             needed = {sku for line in facts.lines for sku in line.needs()}
             seen = {k: v for k, v in atp.items() if k[0] in needed}
-            held.append((order, decision, _inputs(facts, seen, version, frozenset())))
+            held.append(
+                (order, decision, _inputs(facts, seen, version, frozenset(), carrier, infos))
+            )
             continue
         for wh_id, line_ids in decision.plan.allocations:
             for line_id in line_ids:
@@ -1246,7 +1548,7 @@ def _bulk_route(fresh: list[tuple[int, OrderInput]]) -> list[tuple[int, Order]]:
                     layer=decision.layer,
                     rule_set_version=version,
                     rule_name=decision.rule.name if decision.rule else "",
-                    inputs=_inputs(facts, {}, version, frozenset()),
+                    inputs=_inputs(facts, {}, version, frozenset(), carrier, infos),
                     candidates=decision.candidates,
                     chosen=decision.plan.as_json(codes),
                     confidence=decision.confidence,
@@ -1294,6 +1596,8 @@ def _bulk_route(fresh: list[tuple[int, OrderInput]]) -> list[tuple[int, Order]]:
         ],
         kind="order_line",
     )
+    for fo, _ in fos:
+        _publish_fulfillment("fulfillment.opened", fo, fo.order)
     for order, _, _ in routed:
         order.status = OrderStatus.ROUTED
     Order.objects.bulk_update([o for o, _, _ in routed], ["status"])

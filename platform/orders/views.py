@@ -10,8 +10,12 @@ Decisions:
   lines through the channel's listing mappings, so the first manual order of a SKU adds
   the mapping manual:<code> → that SKU (catalog.services.map_listing), in the same
   transaction as the order.
-- Rule sets are versions: saving the editor always drafts a new version (the services
-  have no in-place edit). Simulating and publishing act on a saved draft.
+- Rule sets are versions. The editor either drafts a new version or edits a draft in
+  place (orders.services.update_draft_rule_set): a draft has routed nothing, so changing
+  it rewrites no history, and building a draft up over several sittings, simulating in
+  between, leaves one draft rather than a trail of them. Published and archived versions
+  never change; they are copied to a new draft. Simulating and publishing act on a saved
+  draft.
 - A suggested rule opens the editor with the published rules plus the suggestion last:
   first match wins, so it only takes the orders no earlier rule settles, which are the
   ones people were deciding by hand.
@@ -19,6 +23,8 @@ Decisions:
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 import time as clock
 from datetime import date, datetime, time, timedelta
@@ -32,7 +38,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views import View
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -43,9 +49,11 @@ from catalog.models import ListingMapping
 from catalog.services import map_listing
 from inventory import services as stock
 from inventory.models import Warehouse
+from orders import csv_import
 from orders.forms import (
     RULE_PREFIX,
     ManualOrderForm,
+    OrderCsvForm,
     PlanForm,
     PricedLine,
     PricedLines,
@@ -79,6 +87,7 @@ from orders.services import (
     OrderInput,
     cancel_order,
     choose_plan,
+    close_order,
     correct_address,
     draft_rule_set,
     ingest_order,
@@ -89,6 +98,7 @@ from orders.services import (
     route_held_order,
     simulate,
     suggested_rules,
+    update_draft_rule_set,
 )
 
 PAGE_SIZE = 50
@@ -138,11 +148,13 @@ ACTION_LABELS = {
     "order.held": "Held",
     "order.routed": "Routed",
     "order.cancelled": "Cancelled",
+    "order.closed": "Closed",
     "fulfillment.cancelled": "Fulfillment order cancelled",
     "fulfillment.rejected": "Fulfillment order rejected",
     "fulfillment.shipped": "Shipped",
 }
-SCORE_PARTS = ("distance", "cover", "cutoff", "packages")
+# "carrier" is only scored when delivery history exists; older decisions lack it ("—").
+SCORE_PARTS = ("distance", "cover", "cutoff", "packages", "carrier")
 
 
 # --- Helpers --------------------------------------------------------------------------------
@@ -431,6 +443,19 @@ class CancelOrderView(RoleRequiredMixin, View):
         except ValidationError as exc:
             return _order_page(request, order, errors=exc.messages)
         messages.success(request, f"Order {order.external_id} cancelled; its stock is released.")
+        return _done(request, reverse("orders:detail", args=[order.pk]))
+
+
+class CloseOrderView(RoleRequiredMixin, View):
+    permission = "orders.manage"
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        order = get_object_or_404(Order, pk=pk)
+        try:
+            close_order(order, note=request.POST.get("note", "").strip())
+        except ValidationError as exc:
+            return _order_page(request, order, errors=exc.messages)
+        messages.success(request, f"Order {order.external_id} closed.")
         return _done(request, reverse("orders:detail", args=[order.pk]))
 
 
@@ -756,6 +781,88 @@ class ManualOrderView(RoleRequiredMixin, View):
         return render(self.request, template, context, status=status)
 
 
+class OrderImportView(RoleRequiredMixin, View):
+    """Upload orders as CSV: checked whole, then ingested like any channel's (one
+    transaction, through orders.services.ingest_orders). `?template=1` downloads a file
+    with the columns and an example row."""
+
+    permission = "orders.create"
+    template_name = "orders/import.html"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        if request.GET.get("template"):
+            return _orders_csv_template()
+        return self.render(OrderCsvForm())
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = OrderCsvForm(request.POST, request.FILES)
+        if not form.is_valid():
+            return self.render(form, status=422)
+        upload = form.cleaned_data["file"]
+        if upload.size > csv_import.MAX_FILE_BYTES:
+            form.add_error("file", "Files can be at most 5 MB; split this one.")
+            return self.render(form, status=422)
+        try:
+            result = csv_import.import_orders_csv(
+                upload.read(), channel=form.cleaned_data["channel"]
+            )
+        except csv_import.OrderCsvError as exc:
+            return self.render(form, problems=exc.problems, status=422)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+            return self.render(form, status=422)
+        messages.success(request, f"Imported {upload.name}: {result.summary}")
+        channels = {order.channel for order in result.orders}
+        url = reverse("orders:list")
+        if len(channels) == 1:
+            url += "?" + urlencode({"channel": next(iter(channels))})
+        return redirect(url)
+
+    def render(
+        self, form: OrderCsvForm, *, problems: list | None = None, status: int = 200
+    ) -> HttpResponse:
+        shown = (problems or [])[: csv_import.MAX_PROBLEMS]
+        context = {
+            "form": form,
+            "problems": shown,
+            "hidden_problems": len(problems or []) - len(shown),
+            "columns": csv_import.COLUMNS,
+            "required": csv_import.REQUIRED,
+            "max_rows": csv_import.MAX_ROWS,
+            **orders_nav("orders"),
+        }
+        return render(self.request, self.template_name, context, status=status)
+
+
+def _orders_csv_template() -> HttpResponse:
+    example = {
+        "external_id": "1001",
+        "placed_at": "2026-11-02T15:04:05-05:00",
+        "currency": "USD",
+        "order_type": "dtc",
+        "service_level": "standard",
+        "customer_name": "Ada Buyer",
+        "customer_email": "ada@example.com",
+        "ship_name": "Ada Buyer",
+        "ship_line1": "1 Main St",
+        "ship_city": "Austin",
+        "ship_state": "TX",
+        "ship_postal_code": "73301",
+        "ship_country": "US",
+        "line_id": "1",
+        "sku": "TEE-BLK-M",
+        "quantity": "2",
+        "unit_price": "19.50",
+    }
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(csv_import.COLUMNS)
+    writer.writerow([example.get(name, "") for name in csv_import.COLUMNS])
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="orders-template.csv"'
+    return response
+
+
 def _ingest_error(form: ManualOrderForm, lines: PricedLines, exc: ValidationError) -> None:
     if not hasattr(exc, "error_dict"):
         form.add_error(None, exc)
@@ -882,11 +989,27 @@ def _suggested_row(params) -> dict | None:
 
 
 class RuleEditorView(RoleRequiredMixin, View):
-    """Draft a new version: rules as rows that can be added, moved and removed, then saved
-    through draft_rule_set (whose per-rule errors show on their rows)."""
+    """Draft a new version, or (at rules/<version>/edit/) change a draft in place: rules as
+    rows that can be added, edited, moved and removed, then saved through draft_rule_set
+    or update_draft_rule_set (whose per-rule errors show on their rows)."""
 
     permission = "routing.edit"
     template_name = "orders/rule_editor.html"
+    draft: RuleSet | None = None
+
+    def _load_draft(self, version: int | None) -> HttpResponse | None:
+        """Set self.draft for an edit; a version that is no longer a draft is copied."""
+        if version is None:
+            return None
+        self.draft = get_object_or_404(RuleSet, version=version)
+        if self.draft.status != RuleSetStatus.DRAFT and self.request.method == "GET":
+            messages.info(
+                self.request,
+                f"Rules v{version} is {self.draft.get_status_display().lower()} and does not "
+                "change; this is a new draft copied from it.",
+            )
+            return redirect(f"{reverse('orders:rule_editor')}?from={version}")
+        return None
 
     def form_kwargs(self) -> dict:
         return {
@@ -895,7 +1018,18 @@ class RuleEditorView(RoleRequiredMixin, View):
             )
         }
 
-    def get(self, request: HttpRequest) -> HttpResponse:
+    def get(self, request: HttpRequest, version: int | None = None) -> HttpResponse:
+        moved = self._load_draft(version)
+        if moved is not None:
+            return moved
+        if self.draft is not None:
+            rows = [
+                rule_initial(r.name, r.conditions, r.actions, r.is_active)
+                for r in self.draft.rules.all()
+            ]
+            return self.render(
+                self.unbound(rows or [blank_rule()]), note=self.draft.note, base=None
+            )
         base_version = _int(request.GET.get("from"))
         if base_version is not None:
             base = get_object_or_404(RuleSet, version=base_version)
@@ -916,7 +1050,8 @@ class RuleEditorView(RoleRequiredMixin, View):
             rows.append(blank_rule())
         return self.render(self.unbound(rows), note=note, base=base, added=added)
 
-    def post(self, request: HttpRequest) -> HttpResponse:
+    def post(self, request: HttpRequest, version: int | None = None) -> HttpResponse:
+        self._load_draft(version)
         posted = RuleFormSet(request.POST, prefix=RULE_PREFIX, form_kwargs=self.form_kwargs())
         if not posted.management_form.is_valid():
             # Never read a truncated form as "no rules": that would draft an empty version.
@@ -954,10 +1089,14 @@ class RuleEditorView(RoleRequiredMixin, View):
         )
         errors: list[str] = []
         if formset.is_valid():
+            rules = [form.to_rule() for form in formset]
             try:
-                rule_set = draft_rule_set(
-                    actor=request.user, rules=[form.to_rule() for form in formset], note=note
-                )
+                if self.draft is not None:
+                    rule_set = update_draft_rule_set(
+                        self.draft, actor=request.user, rules=rules, note=note
+                    )
+                else:
+                    rule_set = draft_rule_set(actor=request.user, rules=rules, note=note)
             except ValidationError as exc:
                 errors = _rule_errors(formset, exc)
             else:
@@ -991,10 +1130,17 @@ class RuleEditorView(RoleRequiredMixin, View):
             form.open = index == added or not row["name"] or (form.is_bound and bool(form.errors))
         template = self.template_name + ("#rule-editor" if self.request.htmx else "")
         channels = Order.objects.order_by("channel").values_list("channel", flat=True).distinct()
+        action = (
+            reverse("orders:rule_draft_edit", args=[self.draft.version])
+            if self.draft is not None
+            else reverse("orders:rule_editor")
+        )
         context = {
             "formset": formset,
             "note": note,
             "base": base,
+            "draft": self.draft,
+            "action": action,
             "added": added,
             "errors": errors or [],
             "channels": channels,

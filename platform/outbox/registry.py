@@ -13,19 +13,26 @@ exactly one handler, registered by the app that owns the effect in `<app>/handle
     # Optional: have a domain event enqueue a message on your topic.
     subscribe("stock.changed", "channel.push_available")
 
+    # Internal events (outbox.events.INTERNAL_EVENT_TYPES) work the same way; `where` is
+    # asked with the event's data, so only the objects this effect concerns cost a row.
+    subscribe("fulfillment.opened", "threepl.push_fulfillment", where=served_by_a_3pl)
+
 The handler runs inside the transaction that marks the message consumed, under a row
 lock, so its database writes and "consumed" commit together and a duplicate task finds
 the message done. A handler that raises has its writes rolled back and is retried with
 backoff; after `max_attempts` failures the message is parked for a person to retry.
-Effects outside the database (HTTP calls) are at-least-once: send `message.key` as the
-remote idempotency key where the remote API accepts one.
+Effects outside the database (HTTP calls) are at-least-once: send `message.key` (or
+another key stable for the effect) as the remote idempotency key where the remote API
+accepts one. A handler told by the remote when to come back (Retry-After), or finding the
+same effect in progress elsewhere, raises RetryLater: the next attempt waits that long
+instead of the exponential backoff.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -50,6 +57,16 @@ class Handler:
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
 
+class RetryLater(Exception):  # noqa: N818  (a signal to the consumer, not an error kind)
+    """Raised by a handler whose effect must wait: the attempt counts as failed (its writes
+    roll back) and the next one comes after `seconds` (capped like the backoff), or after
+    the usual backoff when `seconds` is None."""
+
+    def __init__(self, message: str, *, seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class Subscription:
     event_type: str
@@ -57,6 +74,9 @@ class Subscription:
     # Asked at publish time, inside the publishing transaction: False skips the message
     # (e.g. no webhook endpoint wants this event), so idle subscribers cost no rows.
     when: Callable[[str], bool] | None = None
+    # Asked after `when`, with the event's data: False skips the message for this object
+    # (e.g. a fulfillment order at a warehouse no 3PL connection serves).
+    where: Callable[[dict[str, Any]], bool] | None = None
 
 
 _handlers: dict[str, Handler] = {}
@@ -83,13 +103,20 @@ def handler(
     return decorate
 
 
-def subscribe(event_type: str, topic: str, *, when: Callable[[str], bool] | None = None) -> None:
-    """Enqueue a message on `topic` for every domain event of `event_type` (or ALL_EVENTS)."""
-    from outbox.events import EVENT_TYPES
+def subscribe(
+    event_type: str,
+    topic: str,
+    *,
+    when: Callable[[str], bool] | None = None,
+    where: Callable[[dict[str, Any]], bool] | None = None,
+) -> None:
+    """Enqueue a message on `topic` for every domain event of `event_type` (or ALL_EVENTS,
+    which means every partner-visible event, never an internal one)."""
+    from outbox.events import is_known
 
-    if event_type != ALL_EVENTS and event_type not in EVENT_TYPES:
+    if event_type != ALL_EVENTS and not is_known(event_type):
         raise ImproperlyConfigured(f"Unknown domain event type {event_type!r}.")
-    _subscriptions[(event_type, topic)] = Subscription(event_type, topic, when)
+    _subscriptions[(event_type, topic)] = Subscription(event_type, topic, when, where)
 
 
 def get(topic: str) -> Handler | None:
@@ -101,7 +128,11 @@ def topics() -> list[str]:
 
 
 def subscriptions_for(event_type: str) -> list[Subscription]:
-    return [s for s in _subscriptions.values() if s.event_type in (event_type, ALL_EVENTS)]
+    from outbox.events import EVENT_TYPES
+
+    # Internal events never reach subscribers of everything (partner webhooks).
+    names = (event_type, ALL_EVENTS) if event_type in EVENT_TYPES else (event_type,)
+    return [s for s in _subscriptions.values() if s.event_type in names]
 
 
 def unsubscribe(event_type: str, topic: str) -> None:

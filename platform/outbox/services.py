@@ -16,7 +16,14 @@ its queue) are published again. One relay per brand runs at a time (advisory loc
 Consumer — `consume(message_id)` locks the row, skips it when already done (a duplicate
 or re-published task is a no-op), runs the handler and marks the message done in the same
 transaction. A failing handler's writes roll back; the message waits with exponential
-backoff and after max attempts is parked (status "dead") until a person retries it.
+backoff (or as long as a handler's RetryLater says) and after max attempts is parked
+(status "dead") until a person retries it.
+
+Domain events — `publish_domain_event` writes one message per subscribed topic
+(outbox.registry.subscribe), in the caller's transaction. Partner-visible events are in
+outbox.events.EVENT_TYPES; internal ones (INTERNAL_EVENT_TYPES: a fulfillment order
+opened or shipped) only reach Keel's own subscribers, e.g. sync's pushes to 3PLs and
+channels.
 
 Stock — inventory writes StockEvent rows in the stock transaction. The relay turns them
 into `stock.changed` domain events, one per SKU × warehouse once it has been quiet for
@@ -49,7 +56,7 @@ from django_tenants.utils import get_public_schema_name, schema_context
 
 from audit.services import record
 from outbox import registry
-from outbox.events import EVENT_TYPES
+from outbox.events import is_known
 from outbox.models import MessageStatus, OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -180,16 +187,20 @@ def publish_domain_event(
     `key` makes the event itself idempotent: the same key always yields the same event id,
     so publishing it twice writes nothing the second time.
     """
-    if event_type not in EVENT_TYPES:
+    if not is_known(event_type):
         raise ValueError(f"Unknown domain event type {event_type!r}: add it to outbox.events.")
     schema = _require_brand()
     event_uuid = uuid.uuid5(_EVENT_NAMESPACE, f"{schema}:{key}") if key else uuid.uuid4()
     event_id = f"evt_{event_uuid.hex}"
-    topics = [
-        subscription.topic
+    subscriptions = [
+        subscription
         for subscription in registry.subscriptions_for(event_type)
         if subscription.when is None or subscription.when(event_type)
     ]
+    if not subscriptions:
+        return event_id
+    described = data() if callable(data) else data
+    topics = [s.topic for s in subscriptions if s.where is None or s.where(described)]
     if not topics:
         return event_id
     envelope = {
@@ -198,7 +209,7 @@ def publish_domain_event(
         "created_at": (occurred_at or timezone.now()).isoformat(),
         "brand": brand_slug(schema),
         "object_id": str(obj_id),
-        "data": data() if callable(data) else data,
+        "data": described,
     }
     for topic in topics:
         enqueue(topic, envelope, key=f"{event_id}:{topic}")
@@ -409,7 +420,12 @@ def consume(message_id: int) -> str:
                 message.attempts + 1,
                 type(exc).__name__,
             )
-            return _fail(message, handler, f"{type(exc).__name__}: {exc}")
+            return _fail(
+                message,
+                handler,
+                f"{type(exc).__name__}: {exc}",
+                retry_after=exc.seconds if isinstance(exc, registry.RetryLater) else None,
+            )
         message.status = MessageStatus.DONE
         message.consumed_at = timezone.now()
         message.next_attempt_at = None
@@ -417,7 +433,13 @@ def consume(message_id: int) -> str:
     return "done"
 
 
-def _fail(message: OutboxMessage, handler: registry.Handler | None, error: str) -> str:
+def _fail(
+    message: OutboxMessage,
+    handler: registry.Handler | None,
+    error: str,
+    *,
+    retry_after: float | None = None,
+) -> str:
     now = timezone.now()
     limit = (handler.max_attempts if handler else None) or settings.KEEL_OUTBOX_MAX_ATTEMPTS
     message.attempts += 1
@@ -429,13 +451,16 @@ def _fail(message: OutboxMessage, handler: registry.Handler | None, error: str) 
         outcome = "parked"
     else:
         message.status = MessageStatus.PENDING
-        message.next_attempt_at = now + timedelta(
-            seconds=backoff_seconds(
+        if retry_after is not None:
+            # The remote said when (Retry-After): sooner is refused again, later is idle.
+            delay = min(max(retry_after, 1.0), settings.KEEL_OUTBOX_RETRY_MAX_SECONDS)
+        else:
+            delay = backoff_seconds(
                 message.attempts,
                 base=settings.KEEL_OUTBOX_RETRY_BASE_SECONDS,
                 cap=settings.KEEL_OUTBOX_RETRY_MAX_SECONDS,
             )
-        )
+        message.next_attempt_at = now + timedelta(seconds=delay)
         outcome = "failed"
     message.save(update_fields=["attempts", "last_error", "status", "parked_at", "next_attempt_at"])
     if outcome == "parked":

@@ -39,6 +39,7 @@ from audit.services import record
 from catalog.models import SKU
 from inventory import services as stock
 from inventory.models import StockStatus, Warehouse
+from outbox.services import publish_domain_event
 from purchasing.models import (
     NumberSequence,
     POSource,
@@ -494,7 +495,7 @@ def create_draft(
                 "warehouse": warehouse.code,
                 "source": source,
                 "lines": [[s.code, q, str(c)] for s, q, c in cleaned[:50]],
-                "total": str(po_total(po)),
+                "total": f"{po_total(po):.2f}",
                 "currency": po.currency,
             },
         )
@@ -576,6 +577,30 @@ def _move(po: PurchaseOrder, state: str, actor: object, *, reason: str = "", **f
     if reason:
         changes["reason"] = reason
     _log(f"purchase_order.{state}", po, actor, changes)
+    _publish_status(po, before, reason=reason)
+
+
+def _publish_status(po: PurchaseOrder, before: str, *, reason: str = "") -> None:
+    """`purchase_order.status_changed` for partners, in the transaction that moved it."""
+    if before == po.state:
+        return
+    publish_domain_event(
+        "purchase_order.status_changed",
+        po.pk,
+        lambda: {
+            "id": po.pk,
+            "number": po.number,
+            "supplier": po.supplier.code,
+            "warehouse": po.warehouse.code,
+            "status": po.state,
+            "previous_status": before,
+            "reason": reason,
+            "version": po.version,
+            "currency": po.currency,
+            "total": f"{po_total(po):.2f}",
+            "expected_on": po.expected_on.isoformat(),
+        },
+    )
 
 
 # --- Submitting, approval, sending -----------------------------------------------------------
@@ -637,6 +662,7 @@ def _send(po: PurchaseOrder, *, key: str, actor: object) -> None:
             "continuation_key": key,
         },
     )
+    _publish_status(po, before)
     pk = po.pk
     transaction.on_commit(lambda: email_supplier(pk, amendment=amendment))
 
@@ -962,6 +988,7 @@ def receive(
                 "lines": [[line.sku.code, q, r] for line, q, r in plan],
             },
         )
+        _publish_status(po, before)
     return receipt
 
 

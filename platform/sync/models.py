@@ -138,6 +138,8 @@ class RunTrigger(models.TextChoices):
     MANUAL = "manual", "Sync now"
     API = "api", "API"
     FOLLOW_UP = "follow_up", "Continuation"
+    # No longer queued (fulfillment orders and shipments are pushed through the outbox,
+    # sync.handlers); kept so runs recorded before still show their trigger.
     NEW_ORDERS = "new_orders", "New orders to send"
 
 

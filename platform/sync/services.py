@@ -9,11 +9,14 @@ Runs — `request_sync` queues one SyncRun per connection at a time (a partial u
 index); `execute_run` (the `sync.run_sync` task) walks the connection's streams:
 
 - channels: `orders` (pull since the stored cursor → orders.services.ingest_order on the
-  connection's channel key) and `listings` (the channel's variants, for inventory ids);
-- 3PLs: `fulfillments` (open fulfillment orders at the warehouses the connection serves →
-  push_fulfillment_order with a stable idempotency key), `shipments` (confirmations →
-  orders.services.mark_shipped) and `stock` (3PL on-hand → cycle-count corrections through
-  inventory.services, never a balance overwrite).
+  connection's channel key), `listings` (the channel's variants, for inventory ids) and
+  `tracking` (reconciliation: shipped fulfillment orders of the channel's orders that the
+  outbox push below did not report → push_fulfillment);
+- 3PLs: `fulfillments` (reconciliation: open fulfillment orders at the warehouses the
+  connection serves that the outbox push below did not send → push_fulfillment_order),
+  `shipments` (confirmations → orders.services.mark_shipped) and `stock` (3PL on-hand →
+  cycle-count corrections through inventory.services, never a balance overwrite; a level
+  below what is reserved re-routes the newest orders first, orders.services.reroute_shortage).
 
 Every page commits its effects, then its cursor and the run's progress; a worker killed
 mid-run is redelivered (acks_late) and resumes from the stored cursor, and re-applying a
@@ -37,13 +40,37 @@ connection (PendingAvailable) and schedules a debounced `push_available`, which 
 only quantities that differ from what the channel last accepted. A full comparison every
 few hours catches anything a lost message would have missed.
 
+Fulfillment orders and shipments — pushed through the outbox too. Opening a fulfillment
+order at a warehouse a 3PL connection serves, and shipping one whose order came from a
+connected channel (3PL confirmation, label, a person), write an outbox message in that
+transaction (internal events `fulfillment.opened` / `fulfillment.shipped`, one message per
+fulfillment order and purpose). Its handler (`deliver_fulfillment`, `deliver_tracking`)
+sends it with `send_fulfillment` / `send_tracking`, which the runs' reconciliation passes
+use as well: one push per (connection, fulfillment order) is recorded (FulfillmentPush),
+an advisory claim keeps the two paths from sending the same one at once, and the 3PL gets
+the same idempotency key from either. The periodic passes only catch what the outbox push
+skipped: orders opened before the connection was made, pushes skipped while it was paused
+or refusing credentials, refusals retried up to MAX_PUSH_ATTEMPTS. The fulfillments pass
+reads open orders only (the working set) on every poll; the tracking pass looks back
+TRACKING_RECONCILE_WINDOW and runs at most every TRACKING_RECONCILE_EVERY on schedule.
+
 Decisions:
 - The receipt is written only after the signature verifies, so a forged delivery leaves no
   row (RELIABILITY 6); the bytes verified are the raw request body, untouched.
 - The event id comes from `parse_webhook`, which is offline and cheap, so duplicates are
   dropped at the door; the task parses the stored body again to apply it.
-- Orders are ingested one transaction per order (ingest_order's own), the cursor after the
-  page: a page is re-read after a crash, never skipped, and stock row locks stay short.
+- A page of orders is ingested in one batch (orders.services.ingest_orders) and commits
+  together with the cursor after it: a crash re-reads the page, never skips it. A page the
+  batch refuses falls back to one transaction per order, so one bad order fails alone.
+- Pushes run inside the outbox's consuming transaction, with short in-process retries
+  (OUTBOX_PUSH_RETRY); a longer Retry-After or an outage is handed back to the outbox
+  (RetryLater), which retries with backoff and parks the message after its attempts (the
+  reconciliation pass still finds the order). Refused credentials count towards "needs
+  attention" and end the message, so an expired token costs one request per waiting order,
+  and the pass sends them once a person reconnects.
+- The channel's own dedupe (Shopify: a fulfillment with the same tracking number) makes a
+  replay after a lost answer harmless. Shipments made before the connection existed are
+  not reported.
 - 3PL stock: a SKU the 3PL does not report is left alone (a snapshot page that lacks it
   says nothing about it), and shipments are applied before stock in each run so a
   shipment is not counted twice; one the 3PL ships between the two pulls is corrected by
@@ -100,7 +127,9 @@ from orders.services import (
     ingest_orders,
     mark_sent,
     mark_shipped,
+    reroute_shortage,
 )
+from outbox.registry import RetryLater
 from sync import plugins
 from sync.mapping import order_input
 from sync.models import (
@@ -130,6 +159,7 @@ STREAM_LISTINGS = "listings"
 STREAM_FULFILLMENTS = "fulfillments"
 STREAM_SHIPMENTS = "shipments"
 STREAM_STOCK = "stock"
+STREAM_TRACKING = "tracking"
 
 CHANNEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 # Channel names other entry points use for their own orders.
@@ -158,6 +188,11 @@ RUN_TIME_BUDGET = 10 * 60
 MAX_PAGES_PER_STREAM = 500
 MAX_PUSHES_PER_RUN = 500
 MAX_PUSH_ATTEMPTS = 3
+# Reconciliation of shipments to channels: how far back it looks, and how often a
+# scheduled run makes the pass (each shipment is pushed through the outbox when it
+# happens; this only catches what that push skipped).
+TRACKING_RECONCILE_WINDOW = timedelta(days=7)
+TRACKING_RECONCILE_EVERY = timedelta(minutes=30)
 RUN_ERRORS_KEPT = 50
 # A running run whose heartbeat is older than this lost its worker for good (the hard time
 # limit is 15 minutes); a queued or retrying one this late lost its message.
@@ -168,7 +203,6 @@ AVAILABLE_FULL_EVERY = timedelta(hours=6)
 AVAILABLE_DEBOUNCE_SECONDS = 5
 AVAILABLE_BATCH = 100
 AVAILABLE_PENDING_LIMIT = 5000
-KICK_DEBOUNCE_SECONDS = 5
 RECEIPT_SWEEP_AFTER = timedelta(seconds=60)
 RECEIPT_MAX_ATTEMPTS = 5
 RECEIPT_BATCH = 100
@@ -187,7 +221,6 @@ PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 
 RUN_TASK = "sync.run_sync"
 WEBHOOK_TASK = "sync.process_webhook"
 AVAILABLE_TASK = "sync.push_available"
-KICK_TASK = "sync.kick_fulfillments"
 UNPARSABLE_TOPIC = "unparsable"
 
 
@@ -236,6 +269,8 @@ def streams_for(info: ct.ConnectorInfo) -> list[str]:
             streams.append(STREAM_ORDERS)
         if ct.Capability.LISTINGS_LIST in caps:
             streams.append(STREAM_LISTINGS)
+        if ct.Capability.FULFILLMENT_PUSH in caps:
+            streams.append(STREAM_TRACKING)
     elif info.kind == ct.ConnectorKind.THREEPL:
         if ct.Capability.FULFILLMENT_ORDER_PUSH in caps:
             streams.append(STREAM_FULFILLMENTS)
@@ -627,7 +662,6 @@ class _Work:
         self.pages = run.pages
         self.deadline = time.monotonic() + RUN_TIME_BUDGET
         self.unfinished: list[str] = []
-        self.orders_created = 0
 
     def error(self, stream: str, code: str, message: str, ref: str = "") -> None:
         self.error_count += 1
@@ -769,7 +803,6 @@ def _execute_locked(run_id: int, *, worker: str) -> Outcome:
         )
     if work.unfinished:
         request_sync(conn, trigger=RunTrigger.FOLLOW_UP, streams=work.unfinished)
-    _after_changes(work.orders_created > 0)
     return DONE
 
 
@@ -921,10 +954,7 @@ def _ingest_page(work: _Work, orders: Iterable[ct.Order]) -> None:
             work.counts["failed"] += 1
             work.error(STREAM_ORDERS, "invalid_order", " ".join(outcome.messages), data.external_id)
             continue
-        applied = _applied(outcome).outcome
-        work.counts[applied] += 1
-        if applied == "created":
-            work.orders_created += 1
+        work.counts[_applied(outcome).outcome] += 1
 
 
 def _pull_orders(work: _Work) -> None:
@@ -968,6 +998,180 @@ def _pull_listings(work: _Work) -> None:
         work.checkpoint(STREAM_LISTINGS, None)
         if not result.has_more:
             return
+
+
+def pending_tracking(conn: Connection, *, now: datetime | None = None):
+    """Reconciliation: fulfillment orders of this channel's orders that shipped in the
+    last TRACKING_RECONCILE_WINDOW (and since the connection was made) and are not yet
+    reported to it (nor given up on after repeated refusals). Each shipment is pushed
+    through the outbox when it happens; this finds the ones that push skipped (connection
+    paused or refusing credentials then) or that the channel refused and may take now."""
+    since = max(conn.created_at, (now or timezone.now()) - TRACKING_RECONCILE_WINDOW)
+    return (
+        FulfillmentOrder.objects.filter(
+            order__channel=conn.channel_key,
+            status=FulfillmentStatus.SHIPPED,
+            closed_at__gte=since,
+        )
+        .exclude(Exists(_settled_pushes(conn)))
+        .order_by("closed_at", "id")
+    )
+
+
+def _settled_pushes(conn: Connection):
+    """Pushes of a fulfillment order to `conn` that are done with: sent, or refused
+    MAX_PUSH_ATTEMPTS times."""
+    return FulfillmentPush.objects.filter(connection=conn, fulfillment=OuterRef("pk")).filter(
+        Q(status=PushStatus.SENT) | Q(attempts__gte=MAX_PUSH_ATTEMPTS)
+    )
+
+
+def _push_settled(conn: Connection, fo_id: int) -> bool:
+    return (
+        FulfillmentPush.objects.filter(connection=conn, fulfillment_id=fo_id)
+        .filter(Q(status=PushStatus.SENT) | Q(attempts__gte=MAX_PUSH_ATTEMPTS))
+        .exists()
+    )
+
+
+@contextmanager
+def _push_claim(conn: Connection, fo_id: int) -> Iterator[bool]:
+    """One push of a fulfillment order to a connection at a time, whichever path sends it
+    (the outbox handler or a sync run's reconciliation), so the loser finds it recorded
+    instead of sending it again. Inside a transaction (the outbox handler) the claim is
+    held until commit, which is when its record becomes visible; outside one (a sync run)
+    it is a session lock released after the record committed."""
+    name = f"push:{conn.pk}:{fo_id}"
+    if not db.in_atomic_block:
+        with exclusive(name) as acquired:
+            yield acquired
+        return
+    with db.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [_lock_key(name)])
+        acquired = bool(cursor.fetchone()[0])
+    yield acquired
+
+
+@dataclasses.dataclass(frozen=True)
+class PushResult:
+    """One push of a fulfillment order: sent, refused (recorded, with the message),
+    skipped (already settled or no longer due) or busy (another path is sending it now)."""
+
+    outcome: str
+    message: str = ""
+    ref: str = ""
+
+
+SENT, REFUSED, SKIPPED, BUSY = "sent", "refused", "skipped", "busy"
+
+
+def channel_shipment(fo: FulfillmentOrder) -> ct.FulfillmentConfirmation | None:
+    """A shipped fulfillment order as the channel knows it: its order id, its line ids and
+    the tracking. None when no line still points at a channel line (the channel replaced
+    the order's lines after it was routed)."""
+    lines = tuple(
+        ct.FulfillmentLine(
+            sku=ln.order_line.external_sku,
+            quantity=ln.quantity,
+            external_line_id=ln.order_line.external_line_id,
+        )
+        for ln in fo.lines.all()
+        if ln.order_line is not None
+    )
+    if not lines:
+        return None
+    return ct.FulfillmentConfirmation(
+        external_id=f"FO-{fo.pk}",
+        request_id=f"FO-{fo.pk}",
+        order_ref=fo.order.external_id,
+        carrier=fo.carrier,
+        tracking_numbers=(fo.tracking_number,) if fo.tracking_number else (),
+        lines=lines,
+        shipped_at=fo.closed_at or timezone.now(),
+    )
+
+
+def _record_tracking(
+    conn: Connection, fo: FulfillmentOrder, *, external_id: str = "", error: str = ""
+) -> None:
+    with transaction.atomic():
+        push, _ = FulfillmentPush.objects.select_for_update().get_or_create(
+            connection=conn,
+            fulfillment=fo,
+            defaults={"request_id": f"FO-{fo.pk}", "status": PushStatus.FAILED},
+        )
+        push.attempts += 1
+        push.status = PushStatus.FAILED if error else PushStatus.SENT
+        push.error = error[:500]
+        push.external_id = external_id[:255] or push.external_id
+        push.save()
+        if not error:
+            record(
+                "fulfillment.reported",
+                obj=fo,
+                changes={
+                    "connection": conn.display_name,
+                    "external_id": external_id,
+                    "tracking": fo.tracking_number,
+                },
+            )
+
+
+def send_tracking(conn: Connection, connector: Any, fo_id: int) -> PushResult:
+    """Report one shipped fulfillment order to its channel, once: skipped when already
+    reported (or given up on), a refusal recorded on the push (shown on the connection)."""
+    with _push_claim(conn, fo_id) as claimed:
+        if not claimed:
+            return PushResult(BUSY, ref=f"FO-{fo_id}")
+        fo = (
+            FulfillmentOrder.objects.filter(pk=fo_id, status=FulfillmentStatus.SHIPPED)
+            .select_related("order")
+            .prefetch_related("lines__order_line")
+            .first()
+        )
+        if fo is None or _push_settled(conn, fo_id):
+            return PushResult(SKIPPED, ref=f"FO-{fo_id}")
+        shipment = channel_shipment(fo)
+        if shipment is None:
+            problem = "No line of this shipment is a channel line."
+            _record_tracking(conn, fo, error=problem)
+            return PushResult(REFUSED, problem, f"FO-{fo_id}")
+        try:
+            result = connector.push_fulfillment(shipment=shipment)
+        except PermanentError as exc:
+            _record_tracking(conn, fo, error=exc.message)
+            return PushResult(REFUSED, exc.message, shipment.request_id)
+        _record_tracking(conn, fo, external_id=result.external_id)
+        return PushResult(SENT, ref=shipment.request_id)
+
+
+def _push_tracking(work: _Work) -> None:
+    """Reconciliation pass of the tracking stream (see pending_tracking): a scheduled run
+    makes it at most every TRACKING_RECONCILE_EVERY, a person's "Sync now" always."""
+    if not _reconcile_due(work, STREAM_TRACKING, TRACKING_RECONCILE_EVERY):
+        return
+    reported = 0
+    for fo_id in pending_tracking(work.conn).values_list("pk", flat=True)[:MAX_PUSHES_PER_RUN]:
+        result = send_tracking(work.conn, work.connector, fo_id)
+        if result.outcome == REFUSED:
+            work.counts["not_reported"] += 1
+            work.error(STREAM_TRACKING, "refused", result.message, result.ref)
+        elif result.outcome == SENT:
+            work.counts["reported"] += 1
+            reported += 1
+            if reported % 20 == 0:
+                work.save_progress(STREAM_TRACKING)
+        if work.out_of_time():
+            work.unfinished.append(STREAM_TRACKING)
+            return
+    work.checkpoint(STREAM_TRACKING, None)
+
+
+def _reconcile_due(work: _Work, stream: str, every: timedelta) -> bool:
+    if work.run.trigger in (RunTrigger.MANUAL, RunTrigger.API):
+        return True
+    last = SyncCursor.objects.filter(connection=work.conn, stream=stream).first()
+    return last is None or last.updated_at < timezone.now() - every
 
 
 # --- 3PL streams --------------------------------------------------------------------------
@@ -1038,18 +1242,17 @@ def fulfillment_request(conn: Connection, fo: FulfillmentOrder) -> ct.Fulfillmen
 
 
 def pending_fulfillments(conn: Connection):
-    """Open fulfillment orders at this connection's warehouses not yet sent to it."""
+    """Reconciliation: open fulfillment orders at this connection's warehouses not yet sent
+    to it (nor given up on). Each is pushed through the outbox as it opens; this finds the
+    ones that push skipped (connection paused or refusing credentials then, or made after
+    the order opened) or that the 3PL refused and may take now. Open orders are the
+    working set, so the query stays small."""
     warehouses = _served_warehouses(conn).values()
-    done = FulfillmentPush.objects.filter(connection=conn, fulfillment=OuterRef("pk")).filter(
-        Q(status=PushStatus.SENT) | Q(attempts__gte=MAX_PUSH_ATTEMPTS)
-    )
     return (
         FulfillmentOrder.objects.filter(
             warehouse__in=[w.pk for w in warehouses], status=FulfillmentStatus.OPEN
         )
-        .exclude(Exists(done))
-        .select_related("order")
-        .prefetch_related("lines")
+        .exclude(Exists(_settled_pushes(conn)))
         .order_by("id")
     )
 
@@ -1079,24 +1282,47 @@ def _record_push(
         mark_sent(fo, via=conn.display_name, external_id=external_id, request_id=request_id)
 
 
-def _push_fulfillments(work: _Work) -> None:
-    sent = 0
-    for fo in pending_fulfillments(work.conn)[:MAX_PUSHES_PER_RUN]:
-        request = fulfillment_request(work.conn, fo)
+def send_fulfillment(conn: Connection, connector: Any, fo_id: int) -> PushResult:
+    """Send one open fulfillment order to a 3PL connection, once. The remote idempotency
+    key is stable per connection and order, whichever path sends it, so a replay after a
+    lost answer is one order at the 3PL."""
+    with _push_claim(conn, fo_id) as claimed:
+        if not claimed:
+            return PushResult(BUSY, ref=f"FO-{fo_id}")
+        fo = (
+            FulfillmentOrder.objects.filter(pk=fo_id, status=FulfillmentStatus.OPEN)
+            .select_related("order")
+            .prefetch_related("lines")
+            .first()
+        )
+        if fo is None or _push_settled(conn, fo_id):
+            return PushResult(SKIPPED, ref=f"FO-{fo_id}")
+        request = fulfillment_request(conn, fo)
         try:
-            ack = work.connector.push_fulfillment_order(
-                request=request, idempotency_key=f"{work.conn.uuid}:{request.request_id}"
+            ack = connector.push_fulfillment_order(
+                request=request, idempotency_key=f"{conn.uuid}:{request.request_id}"
             )
         except PermanentError as exc:
-            _record_push(work.conn, fo, request.request_id, error=exc.message)
+            _record_push(conn, fo, request.request_id, error=exc.message)
+            return PushResult(REFUSED, exc.message, request.request_id)
+        _record_push(conn, fo, request.request_id, external_id=ack.external_id)
+        return PushResult(SENT, ref=request.request_id)
+
+
+def _push_fulfillments(work: _Work) -> None:
+    """Reconciliation pass of the fulfillments stream (see pending_fulfillments)."""
+    sent = 0
+    pending = pending_fulfillments(work.conn).values_list("pk", flat=True)
+    for fo_id in pending[:MAX_PUSHES_PER_RUN]:
+        result = send_fulfillment(work.conn, work.connector, fo_id)
+        if result.outcome == REFUSED:
             work.counts["not_sent"] += 1
-            work.error(STREAM_FULFILLMENTS, "refused", exc.message, request.request_id)
-            continue
-        _record_push(work.conn, fo, request.request_id, external_id=ack.external_id)
-        work.counts["sent"] += 1
-        sent += 1
-        if sent % 20 == 0:
-            work.save_progress(STREAM_FULFILLMENTS)
+            work.error(STREAM_FULFILLMENTS, "refused", result.message, result.ref)
+        elif result.outcome == SENT:
+            work.counts["sent"] += 1
+            sent += 1
+            if sent % 20 == 0:
+                work.save_progress(STREAM_FULFILLMENTS)
         if work.out_of_time():
             work.unfinished.append(STREAM_FULFILLMENTS)
             return
@@ -1189,40 +1415,77 @@ def _resolve_skus(work: _Work, external: set[str]) -> dict[str, int]:
     return found
 
 
+@dataclasses.dataclass
+class LevelsApplied:
+    """What applying one warehouse's reported levels did."""
+
+    # SKUs whose count correction posted.
+    corrected: int = 0
+    # Orders re-routed off the warehouse because it ran short of what they reserved.
+    rerouted: int = 0
+    # (sku id, why the ledger refused its level)
+    problems: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+
+
 def apply_stock_levels(
     warehouse: Warehouse, levels: Mapping[int, int], *, note: str
-) -> tuple[int, list[tuple[int, str]]]:
+) -> LevelsApplied:
     """Bring sellable stock at `warehouse` to the reported on-hand quantities as count
     corrections (inventory.services cycle count), changing only SKUs that differ.
 
-    Returns (corrected SKUs, [(sku id, problem)]). A level the ledger refuses (below what
-    open orders have reserved) is reported and the others still post.
+    A level below what open orders have reserved at the warehouse means it cannot ship
+    them all: the newest of those orders are re-routed elsewhere (or held for stock) by
+    orders.services.reroute_shortage, which logs a decision saying what ran short, and the
+    correction posts after them, in one transaction per such SKU, so the count never
+    leaves less on hand than reserved. A level the ledger still refuses (stock reserved by
+    something other than fulfillment orders) is reported and the others post.
     """
-    current = dict(
-        StockBalance.objects.filter(
+    rows = {
+        sku_id: (quantity, reserved)
+        for sku_id, quantity, reserved in StockBalance.objects.filter(
             warehouse=warehouse, status=StockStatus.SELLABLE, sku_id__in=list(levels)
-        ).values_list("sku_id", "quantity")
-    )
-    changed = {s: q for s, q in levels.items() if q != current.get(s, 0)}
+        ).values_list("sku_id", "quantity", "reserved")
+    }
+    changed = {s: q for s, q in levels.items() if q != rows.get(s, (0, 0))[0]}
+    result = LevelsApplied()
     if not changed:
-        return 0, []
+        return result
     skus = SKU.objects.in_bulk(list(changed))
+    short = {s: q for s, q in changed.items() if q < rows.get(s, (0, 0))[1]}
+    for sku_id, quantity in short.items():
+        try:
+            with transaction.atomic():
+                moved = reroute_shortage(
+                    warehouse=warehouse,
+                    sku=skus[sku_id],
+                    on_hand=quantity,
+                    source=note[:1].lower() + note[1:],
+                )
+                _post_count(warehouse, skus, {sku_id: quantity}, note)
+        except ValidationError as exc:
+            result.problems.append((sku_id, " ".join(exc.messages)))
+            continue
+        result.corrected += 1
+        result.rerouted += len(moved)
+    rest = {s: q for s, q in changed.items() if s not in short}
+    if not rest:
+        return result
     try:
         with transaction.atomic():
-            _post_count(warehouse, skus, changed, note)
-        return len(changed), []
+            _post_count(warehouse, skus, rest, note)
+        result.corrected += len(rest)
+        return result
     except ValidationError:
         pass
     # One SKU the ledger refuses must not hold back the rest: post them one by one.
-    posted, problems = 0, []
-    for sku_id, quantity in changed.items():
+    for sku_id, quantity in rest.items():
         try:
             with transaction.atomic():
                 _post_count(warehouse, skus, {sku_id: quantity}, note)
-            posted += 1
+            result.corrected += 1
         except ValidationError as exc:
-            problems.append((sku_id, " ".join(exc.messages)))
-    return posted, problems
+            result.problems.append((sku_id, " ".join(exc.messages)))
+    return result
 
 
 def _post_count(
@@ -1258,11 +1521,13 @@ def _apply_levels(work: _Work, levels: Iterable[ct.StockLevel], unmapped: set[st
     for location, rows in by_location.items():
         warehouse = served[location]
         levels_by_id = {sku_ids[name]: q for name, q in rows.items() if name in sku_ids}
-        posted, problems = apply_stock_levels(
+        applied = apply_stock_levels(
             warehouse, levels_by_id, note=f"Stock reported by {work.conn.display_name}"
         )
-        work.counts["stock_corrected"] += posted
+        work.counts["stock_corrected"] += applied.corrected
         work.counts["stock_checked"] += len(levels_by_id)
+        work.counts["rerouted_short"] += applied.rerouted
+        problems = applied.problems
         codes = dict(SKU.objects.filter(pk__in=[p[0] for p in problems]).values_list("pk", "code"))
         for sku_id, problem in problems:
             work.error(STREAM_STOCK, "refused", problem, codes.get(sku_id, str(sku_id)))
@@ -1289,37 +1554,154 @@ STREAM_HANDLERS = {
     STREAM_FULFILLMENTS: _push_fulfillments,
     STREAM_SHIPMENTS: _pull_shipments,
     STREAM_STOCK: _pull_stock,
+    STREAM_TRACKING: _push_tracking,
 }
 
 
-def _after_changes(new_orders: bool) -> None:
-    """New orders may be waiting for a 3PL. (Changed stock reaches channels through the
-    outbox's `stock.changed` events, whoever changed it: see sync.handlers.)"""
-    if new_orders:
-        schedule_fulfillment_push()
+# --- Pushes through the outbox ---------------------------------------------------------------
+#
+# orders.services publishes the internal events `fulfillment.opened` and
+# `fulfillment.shipped` in the transaction that opens or ships a fulfillment order;
+# sync.handlers subscribes FULFILLMENT_TOPIC and TRACKING_TOPIC to them (only for the
+# orders a connection must hear about) and calls deliver_fulfillment / deliver_tracking
+# inside the outbox's consuming transaction.
+
+FULFILLMENT_TOPIC = "threepl.push_fulfillment"
+TRACKING_TOPIC = "channel.push_tracking"
+# Short in-process retries: the outbox's consuming transaction stays open during the call,
+# so longer waits (a Retry-After beyond this) go back to the outbox (RetryLater).
+OUTBOX_PUSH_RETRY = RetryPolicy(max_attempts=3, max_delay=5.0, max_retry_after=10.0)
+# Another path holds this order's push claim: it will have recorded it by then.
+BUSY_RETRY_SECONDS = 10.0
 
 
-def schedule_fulfillment_push() -> None:
-    """Debounced: ask 3PL connections to send new fulfillment orders soon."""
-    if cache.add("sync:kick-fulfillments", 1, KICK_DEBOUNCE_SECONDS * 4):
-        _after_commit(KICK_TASK, countdown=KICK_DEBOUNCE_SECONDS)
+def _capable(connector: str, capability: ct.Capability) -> bool:
+    info = plugins.infos().get(connector)
+    return info is not None and capability in info.capabilities
 
 
-def kick_fulfillments() -> int:
-    """Queue a fulfillments run for each 3PL connection that has orders to send."""
-    cache.delete("sync:kick-fulfillments")
-    queued = 0
-    for conn in Connection.objects.active().filter(kind=ConnectionKind.THREEPL):
-        info = plugins.infos().get(conn.connector)
-        if info is None or ct.Capability.FULFILLMENT_ORDER_PUSH not in info.capabilities:
-            continue
-        if not pending_fulfillments(conn).exists():
-            continue
-        _, created = request_sync(
-            conn, trigger=RunTrigger.NEW_ORDERS, streams=[STREAM_FULFILLMENTS]
+def fulfillment_connections(warehouse_id: int) -> list[Connection]:
+    """Active 3PL connections that receive the fulfillment orders of this warehouse."""
+    pushing = [
+        conn
+        for conn in Connection.objects.active().filter(kind=ConnectionKind.THREEPL).order_by("pk")
+        if conn.warehouse_map and _capable(conn.connector, ct.Capability.FULFILLMENT_ORDER_PUSH)
+    ]
+    if not pushing:
+        return []
+    code = Warehouse.objects.filter(pk=warehouse_id).values_list("code", flat=True).first()
+    if code is None:
+        return []
+    return [c for c in pushing if code.lower() in {v.lower() for v in c.warehouse_map.values()}]
+
+
+def tracking_connection(channel_key: str) -> Connection | None:
+    """The active channel connection that takes shipments of orders on `channel_key`."""
+    conn = (
+        Connection.objects.active()
+        .filter(kind=ConnectionKind.CHANNEL, channel_key=channel_key)
+        .first()
+    )
+    if conn is None or not _capable(conn.connector, ct.Capability.FULFILLMENT_PUSH):
+        return None
+    return conn
+
+
+def served_by_threepl(data: Mapping[str, Any]) -> bool:
+    """Outbox subscription guard, asked for every fulfillment order routing opens: only
+    those a 3PL must receive cost a row. A brand without 3PL connections pays one small
+    SELECT without the ORM (this runs in every routing transaction, per order)."""
+    table = db.ops.quote_name(Connection._meta.db_table)
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"SELECT connector, warehouse_map::text FROM {table} "  # noqa: S608  (model table)
+            "WHERE status = %s AND kind = %s AND warehouse_map <> '{}'::jsonb",
+            [ConnectionStatus.ACTIVE, ConnectionKind.THREEPL],
         )
-        queued += created
-    return queued
+        maps = [
+            json.loads(wmap)
+            for connector, wmap in cursor.fetchall()
+            if _capable(connector, ct.Capability.FULFILLMENT_ORDER_PUSH)
+        ]
+    if not maps:
+        return False
+    code = Warehouse.objects.filter(pk=data["warehouse"]).values_list("code", flat=True).first()
+    return code is not None and any(
+        code.lower() in {v.lower() for v in wmap.values()} for wmap in maps
+    )
+
+
+def reported_to_channel(data: Mapping[str, Any]) -> bool:
+    """Outbox subscription guard: only shipments of a connected channel's orders."""
+    return tracking_connection(str(data.get("channel") or "")) is not None
+
+
+def deliver_fulfillment(fo_id: int) -> str:
+    """FULFILLMENT_TOPIC handler: send an open fulfillment order to the 3PL connection that
+    serves its warehouse. Returns what happened (for the worker's log and tests).
+
+    A refusal is recorded on the push (shown on the connection, retried by reconciliation
+    until MAX_PUSH_ATTEMPTS). Refused credentials count towards "needs attention" and the
+    message is done: the reconciliation pass sends the order once a person reconnects, so
+    an expired token costs one request per waiting order, not a retry storm. Rate limits
+    and outages raise RetryLater, so the outbox tries again (honouring Retry-After).
+    """
+    fo = FulfillmentOrder.objects.filter(pk=fo_id).values_list("status", "warehouse_id").first()
+    if fo is None or fo[0] != FulfillmentStatus.OPEN:
+        return "not_open"
+    outcome = "no_connection"
+    for conn in fulfillment_connections(fo[1]):
+        outcome = _deliver(conn, fo_id, send_fulfillment, "fulfillment order")
+        if outcome in (SENT, SKIPPED):
+            break
+    return outcome
+
+
+def deliver_tracking(fo_id: int) -> str:
+    """TRACKING_TOPIC handler: report a shipped fulfillment order to its channel (same
+    failure handling as deliver_fulfillment). Shipments made before the connection existed
+    are not reported."""
+    fo = (
+        FulfillmentOrder.objects.filter(pk=fo_id)
+        .values_list("status", "closed_at", "order__channel")
+        .first()
+    )
+    if fo is None or fo[0] != FulfillmentStatus.SHIPPED:
+        return "not_shipped"
+    conn = tracking_connection(fo[2])
+    if conn is None:
+        return "no_connection"
+    if fo[1] is not None and fo[1] < conn.created_at:
+        return "before_connection"
+    return _deliver(conn, fo_id, send_tracking, "shipment")
+
+
+def _deliver(conn: Connection, fo_id: int, send, what: str) -> str:
+    try:
+        with plugins.connector_for(conn, retry=OUTBOX_PUSH_RETRY) as connector:
+            result = send(conn, connector, fo_id)
+    except AuthError as exc:
+        note_auth_failure(conn.pk, exc.message)
+        return "auth_failed"
+    except InvalidToken:
+        _needs_attention(
+            conn.pk,
+            "The stored credentials cannot be decrypted with the configured keys "
+            "(KEEL_FERNET_KEYS); enter them again.",
+        )
+        return "auth_failed"
+    except (RateLimited, TransientError) as exc:
+        raise RetryLater(f"{conn.display_name}: {exc.message}", seconds=exc.retry_after) from exc
+    if result.outcome == BUSY:
+        raise RetryLater(f"FO-{fo_id} is being sent by a sync run", seconds=BUSY_RETRY_SECONDS)
+    if result.outcome == REFUSED:
+        _note_error(conn.pk, f"{conn.display_name} refused {what} {result.ref}: {result.message}")
+        log.warning("%s refused %s %s", conn.display_name, what, result.ref)
+    elif result.outcome == SENT:
+        Connection.objects.filter(pk=conn.pk).update(
+            last_success_at=timezone.now(), auth_failures=0
+        )
+    return result.outcome
 
 
 # --- Webhooks -----------------------------------------------------------------------------
@@ -1488,15 +1870,12 @@ def process_receipt(receipt_id: int) -> str:
         return "skipped"
     cache.delete(f"sync:receipts:{first[0]}")
     deadline = time.monotonic() + RECEIPT_TIME_BUDGET
-    created = False
     while claimed := _claim_receipts(first[0]):
-        created |= _apply_receipts(claimed)
+        _apply_receipts(claimed)
         if time.monotonic() > deadline:
             # Plenty more waiting: hand the rest to a fresh task rather than hold a worker.
             _after_commit(WEBHOOK_TASK, receipt_id)
             break
-    if created:
-        _after_changes(new_orders=True)
     status = WebhookReceipt.objects.filter(pk=receipt_id).values_list("status", flat=True).first()
     return status or "skipped"
 
@@ -1523,9 +1902,8 @@ def _claim_receipts(connection_id: int) -> list[int]:
     return ids
 
 
-def _apply_receipts(ids: list[int]) -> bool:
-    """Parse the claimed deliveries again and ingest their orders in one transaction.
-    Returns whether a new order arrived."""
+def _apply_receipts(ids: list[int]) -> None:
+    """Parse the claimed deliveries again and ingest their orders in one transaction."""
     with transaction.atomic():
         receipts = list(
             WebhookReceipt.objects.select_for_update()
@@ -1533,7 +1911,7 @@ def _apply_receipts(ids: list[int]) -> bool:
             .order_by("received_at", "id")
         )
         if not receipts:
-            return False
+            return
         conn = Connection.objects.get(pk=receipts[0].connection_id)
         waiting: list[tuple[WebhookReceipt, OrderInput]] = []
         with plugins.connector_for(conn) as connector:
@@ -1559,7 +1937,6 @@ def _apply_receipts(ids: list[int]) -> bool:
                     _close_receipt(receipt, ReceiptStatus.IGNORED, "no shippable lines")
                     continue
                 waiting.append((receipt, data))
-        created = False
         for (receipt, _), outcome in zip(
             waiting, _ingest_all([d for _, d in waiting]), strict=True
         ):
@@ -1567,10 +1944,8 @@ def _apply_receipts(ids: list[int]) -> bool:
                 _close_receipt(receipt, ReceiptStatus.FAILED, " ".join(outcome.messages))
                 continue
             applied = _applied(outcome)
-            created |= applied.outcome == "created"
             message = applied.outcome + (f": {applied.message}" if applied.message else "")
             _close_receipt(receipt, ReceiptStatus.PROCESSED, message)
-    return created
 
 
 def _ingest_all(inputs: list[OrderInput]) -> list[IngestResult | ValidationError]:

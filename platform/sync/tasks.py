@@ -48,8 +48,3 @@ def push_available(self: BrandTask, connection_id: int) -> str:
     if outcome.retry:
         raise self.retry(countdown=outcome.countdown, max_retries=services.MAX_RUN_RETRIES)
     return "done"
-
-
-@shared_task(base=BrandTask, name=services.KICK_TASK)
-def kick_fulfillments() -> int:
-    return services.kick_fulfillments()

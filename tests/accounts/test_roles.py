@@ -155,3 +155,89 @@ def test_last_owner_cannot_be_demoted_or_deactivated(brand_a, owner_a):
     assert last.json()["error"]["code"] in {"last_owner", "self_deactivation"}
     with schema_context(brand_a.schema_name):
         assert User.objects.filter(role=Role.OWNER, is_active=True).count() == 1
+
+
+# Changing a role, deactivating, and revoking a key or an invitation act on one object, so
+# they are walked here with a fresh target per role: every role, through pages and the API.
+
+
+def _outcome(ui_or_api: str, response, allowed: bool) -> None:
+    if not allowed:
+        assert response.status_code == 403, response.status_code
+        if ui_or_api == "api":
+            assert response.json()["error"]["code"] == "permission_denied"
+    elif ui_or_api == "ui":
+        assert response.status_code == 302, response.status_code
+    else:
+        assert response.status_code in (200, 204), response.content
+
+
+@pytest.mark.parametrize("role", Role.values)
+def test_change_role_and_deactivate_follow_the_matrix_in_pages_and_api(brand_a, role):
+    actor = make_user(brand_a, role=role)
+    allowed = role_has(role, "team.manage")
+    client = brand_client(brand_a, actor)
+    by_page = make_user(brand_a, role=Role.BUYER)
+    by_api = make_user(brand_a, role=Role.BUYER)
+
+    _outcome(
+        "ui",
+        client.post(f"/accounts/team/{by_page.pk}/", {"action": "role", "role": "viewer"}),
+        allowed,
+    )
+    _outcome("ui", client.post(f"/accounts/team/{by_page.pk}/", {"action": "deactivate"}), allowed)
+    _outcome(
+        "api",
+        client.patch(
+            f"/api/v1/users/{by_api.pk}/", {"role": "viewer"}, content_type="application/json"
+        ),
+        allowed,
+    )
+    _outcome(
+        "api",
+        client.patch(
+            f"/api/v1/users/{by_api.pk}/", {"is_active": False}, content_type="application/json"
+        ),
+        allowed,
+    )
+
+    expected = (Role.VIEWER, False) if allowed else (Role.BUYER, True)
+    with schema_context(brand_a.schema_name):
+        for target in (by_page, by_api):
+            target.refresh_from_db()
+            assert (target.role, target.is_active) == expected
+
+
+@pytest.mark.parametrize("role", Role.values)
+def test_revoking_keys_and_invitations_follows_the_matrix(brand_a, owner_a, role):
+    from accounts.models import Invitation
+    from accounts.services import invite_user
+
+    actor = make_user(brand_a, role=role)
+    client = brand_client(brand_a, actor)
+    with schema_context(brand_a.schema_name):
+        by_page = create_api_key(actor=owner_a, name="page", scope="read").api_key
+        by_api = create_api_key(actor=owner_a, name="api", scope="read").api_key
+        invitation = invite_user(
+            actor=owner_a, email="later@example.com", role=Role.VIEWER, accept_url_for=str
+        ).invitation
+
+    _outcome(
+        "ui",
+        client.post(f"/accounts/api-keys/{by_page.pk}/revoke/"),
+        role_has(role, "apikeys.manage"),
+    )
+    _outcome(
+        "api", client.delete(f"/api/v1/api-keys/{by_api.pk}/"), role_has(role, "apikeys.manage")
+    )
+    _outcome(
+        "ui",
+        client.post(f"/accounts/invitations/{invitation.pk}/revoke/"),
+        role_has(role, "team.invite"),
+    )
+
+    with schema_context(brand_a.schema_name):
+        revoked_keys = ApiKey.objects.filter(revoked_at__isnull=False).count()
+        revoked_invites = Invitation.objects.filter(revoked_at__isnull=False).count()
+    assert revoked_keys == (2 if role_has(role, "apikeys.manage") else 0)
+    assert revoked_invites == (1 if role_has(role, "team.invite") else 0)

@@ -158,12 +158,35 @@ def test_password_reset_for_another_brand_s_email_sends_nothing(brand_a):
 
 
 def test_dashboard_shows_real_counts(brand_a, owner_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.services import create_api_key, invite_user, revoke_api_key
+
     make_user(brand_a, role=Role.BUYER)
     make_user(brand_a, role=Role.VIEWER, is_active=False)
+    with schema_context(brand_a.schema_name):
+        create_api_key(actor=owner_a, name="kept", scope="read")
+        revoke_api_key(
+            actor=owner_a, api_key=create_api_key(actor=owner_a, name="gone", scope="read").api_key
+        )
+        invite_user(actor=owner_a, email="soon@example.com", role="viewer", accept_url_for=str)
+        # An entry older than a week is not "recent activity".
+        old = ActivityEntry.objects.order_by("id").first()
+        ActivityEntry.objects.filter(pk=old.pk).update(
+            created_at=timezone.now() - timedelta(days=8)
+        )
+        recent = ActivityEntry.objects.filter(
+            created_at__gte=timezone.now() - timedelta(days=7)
+        ).count()
     response = brand_client(brand_a, owner_a).get("/")
     tiles = {t["label"]: t["value"] for t in response.context["tiles"]}
     assert tiles["Active teammates"] == 2
-    assert tiles["Active API keys"] == 0
+    assert tiles["Active API keys"] == 1
+    assert tiles["Pending invitations"] == 1
+    assert recent == 4  # two keys created, one revoked, one invitation
+    assert tiles["Activity, last 7 days"] == recent
     labels = [s["label"] for s in response.context["nav_sections"]]
     assert labels == [s.label for s in SECTIONS]  # an owner sees every section
 
@@ -175,3 +198,112 @@ def test_viewer_navigation_hides_what_they_cannot_open(brand_a):
     assert labels == [s.label for s in SECTIONS if role_has(Role.VIEWER, s.permission)]
     assert {"Team", "Settings", "Dashboard"} <= set(labels)
     assert not {"API keys", "Activity", "Workers", "Imports"} & set(labels)
+
+
+def test_expired_or_revoked_invitation_cannot_be_accepted(brand_a, owner_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.services import invite_user
+
+    with schema_context(brand_a.schema_name):
+        expired = invite_user(
+            actor=owner_a, email="late@example.com", role=Role.VIEWER, accept_url_for=str
+        )
+        Invitation.objects.filter(pk=expired.invitation.pk).update(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+        revoked = invite_user(
+            actor=owner_a, email="gone@example.com", role=Role.VIEWER, accept_url_for=str
+        )
+    owner_client = brand_client(brand_a, owner_a)
+    revoke = owner_client.post(f"/accounts/invitations/{revoked.invitation.pk}/revoke/")
+    assert revoke.status_code == 302
+    newcomer = Client(HTTP_HOST=host_of(brand_a))
+
+    for issued in (expired, revoked):
+        path = f"/accounts/invitations/accept/{issued.token}/"
+        page = newcomer.get(path)
+        assert page.status_code == 404
+        assert b"Invitation not valid" in page.content
+        joined = newcomer.post(path, {"full_name": "Too Late", "password": PASSWORD})
+        assert joined.status_code == 404
+    with schema_context(brand_a.schema_name):
+        assert not User.objects.filter(email__in=["late@example.com", "gone@example.com"]).exists()
+
+
+def test_invitation_through_the_api_can_be_accepted_in_the_browser(
+    brand_a, owner_a, django_capture_on_commit_callbacks
+):
+    client = brand_client(brand_a, owner_a)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/api/v1/invitations/",
+            {"email": "api@example.com", "role": "warehouse"},
+            content_type="application/json",
+        )
+    assert response.status_code == 201
+    path = link_in(mail.outbox[0]).split("alpha.localhost", 1)[1]
+
+    joined = Client(HTTP_HOST=host_of(brand_a)).post(
+        path, {"full_name": "Api Person", "password": PASSWORD}
+    )
+
+    assert joined.headers["Location"] == "/"
+    with schema_context(brand_a.schema_name):
+        assert User.objects.get(email="api@example.com").role == Role.WAREHOUSE
+
+
+def test_deactivated_person_cannot_use_the_api_with_their_session_and_can_be_reactivated(
+    brand_a, owner_a
+):
+    target = make_user(brand_a, role=Role.ADMIN)
+    theirs = brand_client(brand_a, target)
+    assert theirs.get("/api/v1/users/").status_code == 200
+    owner = brand_client(brand_a, owner_a)
+
+    owner.patch(
+        f"/api/v1/users/{target.pk}/", {"is_active": False}, content_type="application/json"
+    )
+
+    assert theirs.get("/api/v1/users/").status_code in (401, 403)
+    assert theirs.get("/accounts/team/").status_code == 302
+    back = owner.post(f"/accounts/team/{target.pk}/", {"action": "reactivate"})
+    assert back.status_code == 302
+    credentials = {"username": target.email, "password": PASSWORD}
+    relogin = Client(HTTP_HOST=host_of(brand_a)).post("/accounts/login/", credentials)
+    assert relogin.headers["Location"] == "/"
+    with schema_context(brand_a.schema_name):
+        actions = list(
+            ActivityEntry.objects.filter(object_id=str(target.pk))
+            .order_by("id")
+            .values_list("action", flat=True)
+        )
+    assert actions[-2:] == ["user.deactivated", "user.reactivated"]
+
+
+def test_an_address_longer_than_the_column_is_a_field_error_everywhere(brand_a, owner_a):
+    import pytest
+    from django.core.exceptions import ValidationError
+
+    from accounts.services import invite_user
+
+    email = "h" * 250 + "@x.example"
+    client = brand_client(brand_a, owner_a)
+
+    page = client.post("/accounts/team/invite/", {"email": email, "role": "viewer"})
+    api = client.post(
+        "/api/v1/invitations/", {"email": email, "role": "viewer"}, content_type="application/json"
+    )
+
+    assert page.status_code == 422
+    assert "email" in page.context["invite_form"].errors
+    assert api.status_code == 400
+    assert api.json()["error"]["fields"]["email"][0]["code"] == "max_length"
+    with schema_context(brand_a.schema_name):
+        with pytest.raises(ValidationError) as excinfo:
+            invite_user(actor=owner_a, email=email, role=Role.VIEWER, accept_url_for=str)
+        assert "email" in excinfo.value.error_dict
+        assert Invitation.objects.count() == 0
+    assert mail.outbox == []

@@ -118,9 +118,33 @@ def test_api_create_returns_the_key_once_and_delete_revokes(brand_a, owner_a):
     detail = client.get(f"/api/v1/api-keys/{body['id']}/").json()
     assert "key" not in detail and "key_hash" not in detail
 
+    as_key = {"HTTP_AUTHORIZATION": f"Api-Key {body['key']}"}
+    assert brand_client(brand_a).get("/api/v1/brand/", **as_key).status_code == 200
+
     assert client.delete(f"/api/v1/api-keys/{body['id']}/").status_code == 204
     with schema_context(brand_a.schema_name):
         assert ApiKey.objects.get(pk=body["id"]).revoked_at is not None
+    # Revoked through the API: the very next request with it is refused.
+    refused = brand_client(brand_a).get("/api/v1/brand/", **as_key)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "authentication_failed"
+
+
+def test_malformed_or_unknown_keys_get_401_never_a_session_fallback(brand_a, owner_a):
+    with schema_context(brand_a.schema_name):
+        issued = create_api_key(actor=owner_a, name="Temp", scope="read")
+    # Signed in AND sending a bad key: the bad key decides (401), the session does not.
+    client = brand_client(brand_a, owner_a)
+    for header in (
+        "Api-Key ",
+        "Api-Key garbage",
+        f"Api-Key {issued.api_key.prefix}.",
+        f"Api-Key {issued.secret}x",
+        f"Bearer keel_nothere.{issued.secret.split('.', 1)[1]}",
+    ):
+        response = client.get("/api/v1/users/", HTTP_AUTHORIZATION=header)
+        assert response.status_code == 401, header
+        assert response.json()["error"]["code"] == "authentication_failed", header
 
 
 def test_viewer_sees_no_key_management_controls(brand_a, owner_a):

@@ -489,6 +489,89 @@ def test_opening_stock_report_names_every_bad_row(alpha, stock_world):
     assert list(StockBalance.objects.values_list("pk", "quantity", "reserved")) == balances
 
 
+def test_opening_stock_with_twenty_bad_rows_then_the_fixed_file_imports_once(alpha, stock_world):
+    # given: 12 SKUs at MAIN and EAST, 24 rows; OS-05 at MAIN holds 8 with 6 reserved
+    _, main, east = stock_world
+    skus = [SKUFactory(code=f"OS-{i:02d}") for i in range(1, 13)]
+    stock.receive(sku=skus[4], warehouse=main, quantity=8)
+    stock.reserve(
+        lines=[ReserveLine(skus[4], main, 6)], kind="manual_hold", reference=Reference("h", "1")
+    )
+    pairs = [(sku, wh) for sku in skus for wh in (main, east)]
+    good = [
+        [sku.code, wh.code, str(10 + n), "damaged" if n % 5 == 0 else "sellable"]
+        for n, (sku, wh) in enumerate(pairs)
+    ]
+    rows = [list(row) for row in good]
+    expected: set[tuple[int, str, str]] = set()
+
+    def breaks(n: int, column: str, value: str, code: str) -> None:
+        rows[n][("sku", "warehouse", "quantity", "status").index(column)] = value
+        expected.add((n + 2, column, code))  # data row n is on line n + 2
+
+    breaks(4, "quantity", "-4", "negative_quantity")
+    breaks(5, "warehouse", "NOWHERE", "unknown_warehouse")
+    breaks(6, "quantity", "1,5", "malformed_number")
+    breaks(7, "quantity", "2.5", "malformed_number")
+    breaks(8, "quantity", "5", "below_reserved")  # OS-05 at MAIN: 6 are reserved
+    breaks(9, "sku", "NOPE-1", "unknown_sku")
+    breaks(10, "sku", "KIT-1", "bundle_has_no_stock")
+    breaks(11, "sku", "", "required")
+    breaks(12, "warehouse", "", "required")
+    breaks(13, "quantity", "", "required")
+    breaks(14, "status", "lost", "unknown_status")
+    breaks(15, "status", "in_transit", "invalid_status")
+    breaks(16, "quantity", "2000000000", "out_of_range")
+    breaks(17, "warehouse", "WEST", "unknown_warehouse")
+    breaks(18, "quantity", "ten", "malformed_number")
+    rows[19][1:] = ["main", "8", "Damaged"]
+    breaks(19, "sku", "os-01", "duplicate_row")  # line 2's SKU, warehouse and status
+    breaks(20, "quantity", "-1", "negative_quantity")
+    breaks(21, "quantity", "1e3", "malformed_number")
+    breaks(22, "status", "sold", "unknown_status")
+    lines = stock_csv(rows).split(b"\r\n")
+    lines[24] = lines[24].rsplit(b",", 1)[0]  # row 23 loses its status field
+    expected.add((25, "", "wrong_field_count"))
+    balances = list(StockBalance.objects.order_by("pk").values_list("pk", "quantity", "reserved"))
+    movements = StockMovement.objects.count()
+
+    # when
+    job = imports.validate_job(upload(b"\r\n".join(lines), alpha, "opening_stock").pk)
+
+    # then: all 20 named, each with line, column, code and message; nothing written
+    assert job.status == ImportStatus.INVALID
+    assert len(expected) == 20 and job.error_count == 20
+    assert problems(job) == expected
+    assert all(p["message"] for p in job.report)
+    with pytest.raises(imports.ValidationError):
+        imports.confirm_job(job, user=alpha)
+    assert StockMovement.objects.count() == movements
+    assert (
+        list(StockBalance.objects.order_by("pk").values_list("pk", "quantity", "reserved"))
+        == balances
+    )
+
+    # when: the corrected file
+    job = run(stock_csv(good), alpha, kind="opening_stock")
+
+    # then: every row is at its level, through ledger movements
+    assert (job.counts["created"], job.counts["updated"], job.counts["unchanged"]) == (23, 1, 0)
+    levels = {(code, wh, status): int(quantity) for code, wh, quantity, status in good}
+    assert {
+        (b.sku.code, b.warehouse.code, b.status): b.quantity
+        for b in StockBalance.objects.filter(sku__code__startswith="OS-").exclude(quantity=0)
+    } == levels
+    assert StockMovement.objects.filter(reference_id=str(job.pk)).count() == 24
+
+    # when: the same file again
+    movements = StockMovement.objects.count()
+    again = run(stock_csv(good), alpha, kind="opening_stock")
+
+    # then
+    assert (again.counts["unchanged"], again.counts["operations"]) == (24, [])
+    assert StockMovement.objects.count() == movements
+
+
 def test_stock_snapshot_export_imports_back_as_a_no_op(alpha, stock_world):
     # given
     (s1, s2, _), main, east = stock_world

@@ -91,6 +91,29 @@ def test_search_by_htmx_returns_only_the_results_partial(in_alpha, viewer):
     assert "TEE-RED" not in body
 
 
+def test_pages_of_results_load_in_place_and_keep_the_filters(in_alpha, viewer):
+    for i in range(30):
+        SKUFactory(code=f"MUG-{i:02d}")
+    SKUFactory(code="TEE-1")
+
+    first = viewer.get("/catalog/", {"q": "mug"}).content.decode()
+    second = viewer.get("/catalog/", {"q": "mug", "page": "2"}, HTTP_HX_REQUEST="true")
+
+    # The page links sit in a boosted container aimed at the results: htmx fetches the
+    # next page and swaps only the results, as it does for the filters.
+    assert (
+        '<div hx-boost="true" hx-target="#results" hx-swap="outerHTML">'
+        '\n<nav class="pagination" aria-label="Pages">'
+    ) in first
+    assert 'href="?q=mug&page=2">Next' in first
+    body = second.content.decode()
+    assert body.lstrip().startswith('<div id="results">')
+    assert "<html" not in body
+    assert [s.code for s in second.context["page"]] == [f"MUG-{i:02d}" for i in range(25, 30)]
+    assert "Page 2 of 2" in body
+    assert 'href="?q=mug&page=1">' in body
+
+
 def test_full_page_search_keeps_the_query_in_the_box(in_alpha, viewer):
     SKUFactory(code="MUG-NAVY")
 

@@ -15,8 +15,11 @@ from connectors.sandbox.connectors import sign_webhook
 from connectors.testing import ConnectorContract, ContractHarness, WebhookCase
 from connectors.types import (
     Address,
+    FulfillmentConfirmation,
     FulfillmentLine,
     FulfillmentRequest,
+    InboundLine,
+    InboundShipment,
     Parcel,
     RateRequest,
 )
@@ -34,6 +37,30 @@ SHIP_TO = Address(
 )
 
 
+def shopify_shipment(fake: FakeShopify, order_id: int, at) -> FulfillmentConfirmation:
+    """What the platform reports when Keel ships a Shopify order: Shopify's ids."""
+    return FulfillmentConfirmation(
+        external_id="FO-contract",
+        order_ref=str(order_id),
+        carrier="UPS",
+        tracking_numbers=("1ZCONTRACT0001",),
+        lines=tuple(
+            FulfillmentLine(line["sku"], line["quantity"], external_line_id=str(line["id"]))
+            for line in fake.order(order_id)["line_items"]
+        ),
+        shipped_at=at,
+    )
+
+
+def inbound(location: str, sku: str) -> InboundShipment:
+    return InboundShipment(
+        reference="PO-contract-1",
+        location=location,
+        lines=(InboundLine(sku, 24),),
+        tracking_numbers=("1ZINBOUND0001",),
+    )
+
+
 class TestShopifyContract(ConnectorContract):
     @pytest.fixture
     def harness(self) -> Iterator[ContractHarness]:
@@ -41,7 +68,8 @@ class TestShopifyContract(ConnectorContract):
         with FakeShopify(clock=clock) as fake:
             sender = ShopifyWebhookSender(secret=WEBHOOK_SECRET, shop_domain=fake.shop)
             fake.add_orders(1)
-            body = json.dumps(fake.order(fake.order_ids[0])).encode()
+            shipped = fake.order_ids[0]
+            body = json.dumps(fake.order(shipped)).encode()
 
             def seed(n: int) -> set[str]:
                 clock.advance(1)
@@ -70,6 +98,8 @@ class TestShopifyContract(ConnectorContract):
                     },
                     signature_header="X-Shopify-Hmac-Sha256",
                 ),
+                channel_shipment=shopify_shipment(fake, shipped, clock.now()),
+                count_channel_fulfillments=lambda: len(fake.fulfillments.get(shipped, [])),
             )
 
 
@@ -120,6 +150,8 @@ class TestThreePLContract(ConnectorContract):
                     lines=(FulfillmentLine("KEEL-003-M", 1),),
                 ),
                 count_created=lambda: len(fake.orders),
+                inbound_shipment=inbound(str(fake.centers[0][0]), "KEEL-003-M"),
+                count_inbound=lambda: len(fake.receiving),
             )
 
 
@@ -165,13 +197,22 @@ class TestSandboxChannelContract(ConnectorContract):
             },
             signature_header="X-Sandbox-Signature",
         )
+        harness.channel_shipment = FulfillmentConfirmation(
+            external_id="FO-contract",
+            order_ref="SBX-1-0",
+            carrier="SandboxPost",
+            tracking_numbers=("SBX1Z0001",),
+            lines=(FulfillmentLine("A-1", 1, external_line_id="SBX-1-0-1"),),
+            shipped_at=harness.clock.now(),
+        )
+        harness.count_channel_fulfillments = lambda: len(harness.state.get("fulfillments", {}))
         return harness
 
 
 class TestSandboxWarehouseContract(ConnectorContract):
     @pytest.fixture
     def harness(self) -> ContractHarness:
-        return _sandbox(
+        harness = _sandbox(
             sandbox_plugin.THREEPL,
             fulfillment_request=FulfillmentRequest(
                 request_id="FR-1",
@@ -179,7 +220,10 @@ class TestSandboxWarehouseContract(ConnectorContract):
                 ship_to=SHIP_TO,
                 lines=(FulfillmentLine("A-1", 1),),
             ),
+            inbound_shipment=inbound("SBX-WH1", "A-1"),
         )
+        harness.count_inbound = lambda: len(harness.state.get("inbound", {}))
+        return harness
 
 
 class TestSandboxCarrierContract(ConnectorContract):

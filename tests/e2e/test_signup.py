@@ -74,6 +74,23 @@ def test_signup_lands_signed_in_on_the_brand_subdomain(
         assert [c["domain"] for c in session_cookies] == [f"{new_slug}.localhost"]
         assert failed_assets == []
 
+        # Phone width: the page reflows instead of scrolling sideways, and every section
+        # stays reachable (the section strip scrolls on its own).
+        page.set_viewport_size({"width": 375, "height": 740})
+        page.reload()
+        page.screenshot(path=tmp_path / "dashboard-phone.png", full_page=True)
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"page is {overflow}px wider than a 375px phone screen"
+        expect(page.locator("main h1")).to_be_visible()
+        team = page.get_by_role("navigation", name="Sections").get_by_role("link", name="Team")
+        team.scroll_into_view_if_needed()
+        expect(team).to_be_in_viewport()
+        team.click()
+        page.wait_for_url(f"http://{live.brand_host(new_slug)}/accounts/team/")
+        expect(page.locator("main h1")).to_be_visible()
+
     assert (tmp_path / "dashboard.png").stat().st_size > 0
     brand = Brand.objects.get(slug=new_slug)
     assert (brand.name, brand.schema_name) == (BRAND_NAME, schema_name_for(new_slug))

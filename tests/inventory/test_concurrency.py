@@ -8,7 +8,7 @@ from django.db.models import Sum
 from django_tenants.utils import schema_context
 
 from inventory import services
-from inventory.models import Reservation, StockBalance, StockMovement
+from inventory.models import Reservation, StockBalance, StockMovement, Transfer
 from inventory.services import InsufficientStock, Reference, ReserveLine
 from tests.factories import SKUFactory, WarehouseFactory
 
@@ -91,3 +91,36 @@ def test_opposite_lock_orders_never_deadlock(committed_alpha):
         row = StockBalance.objects.get(sku=sku, warehouse=wh, status="sellable")
         assert (row.quantity, row.reserved) == (100, 100)
     assert len(latencies) == 100
+
+
+def test_transfers_in_opposite_directions_never_deadlock(committed_alpha):
+    # EAST→WEST ships lines (a, b) while WEST→EAST ships (b, a), and each receives at its
+    # destination while the other ships from there: without one lock order, a receive
+    # holding a's rows and a shipment holding b's would wait on each other.
+    a, b = SKUFactory(), SKUFactory()
+    east, west = WarehouseFactory(code="EAST"), WarehouseFactory(code="WEST")
+    for sku in (a, b):
+        for wh in (east, west):
+            services.receive(sku=sku, warehouse=wh, quantity=100)
+
+    def shuttle(i: int) -> int:
+        source, destination, lines = (
+            (east, west, [(a, 1), (b, 2)]) if i % 2 else (west, east, [(b, 2), (a, 1)])
+        )
+        for _ in range(4):
+            transfer = services.ship_transfer(source=source, destination=destination, lines=lines)
+            services.receive_transfer(transfer=transfer)
+        return i
+
+    results = run_threads(12, shuttle)
+
+    assert [r for r in results if isinstance(r, Exception)] == []
+    # Six threads each way, 4 round trips of 1 a and 2 b: the warehouses end where they began.
+    for sku in (a, b):
+        for wh in (east, west):
+            row = StockBalance.objects.get(sku=sku, warehouse=wh, status="sellable")
+            transit = StockBalance.objects.get(sku=sku, warehouse=wh, status="in_transit")
+            assert (row.quantity, transit.quantity) == (100, 0)
+            moved = StockMovement.objects.filter(sku=sku, warehouse=wh, status="sellable")
+            assert moved.aggregate(t=Sum("quantity"))["t"] == row.quantity
+    assert Transfer.objects.filter(status="received").count() == 48

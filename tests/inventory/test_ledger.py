@@ -1,10 +1,11 @@
 """Stock services on the real database: movements, reservations, transfers, counts."""
 
+import uuid
 from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Sum
+from django.db.models import F, Sum
 
 from catalog.services import set_bundle_components
 from inventory import services
@@ -86,6 +87,38 @@ def test_database_refuses_negative_stock_even_without_the_service():
         )
 
 
+def test_database_refuses_what_the_services_would_never_write():
+    sku, wh = SKUFactory(), WarehouseFactory()
+    services.receive(sku=sku, warehouse=wh, quantity=5)
+    services.reserve(
+        lines=[ReserveLine(sku, wh, 2)], kind="order_line", reference=Reference("order", "c")
+    )
+    rows = StockBalance.objects.filter(sku=sku, warehouse=wh, status="sellable")
+
+    # A bulk UPDATE skips every Python check: the CHECK constraints still hold.
+    for change in (
+        {"quantity": F("quantity") - 6},  # sellable below zero
+        {"reserved": F("reserved") - 3},  # reserved below zero
+        {"quantity": 1},  # below the 2 reserved
+    ):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            rows.update(**change)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        StockBalance.objects.create(sku=sku, warehouse=wh, status="damaged", quantity=3, reserved=1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        StockMovement.objects.create(
+            operation_id=uuid.uuid4(),
+            kind="adjustment",
+            sku=sku,
+            warehouse=wh,
+            status="sellable",
+            quantity=0,
+            balance_after=5,
+        )
+
+    assert balance(sku, wh) == (5, 2)
+
+
 def test_reservation_reduces_atp_and_release_restores_it():
     sku, wh = SKUFactory(), WarehouseFactory(safety_buffer=2)
     services.receive(sku=sku, warehouse=wh, quantity=10)
@@ -106,6 +139,52 @@ def test_reservation_reduces_atp_and_release_restores_it():
         (8, 3),
         (3, 8),
     ]
+
+
+def test_the_three_reservation_kinds_are_typed_rows_tied_to_their_reference():
+    sku, wh = SKUFactory(), WarehouseFactory(safety_buffer=1)
+    services.receive(sku=sku, warehouse=wh, quantity=20)
+
+    services.reserve(
+        lines=[ReserveLine(sku, wh, 3)],
+        kind="order_line",
+        reference=Reference("order_line", "OL-9"),
+    )
+    services.reserve(
+        lines=[ReserveLine(sku, wh, 5)],
+        kind="manual_hold",
+        reference=Reference("customer", "wholesale-acme"),
+        note="Acme picks up Friday",
+    )
+    [buffer] = services.reserve(
+        lines=[ReserveLine(sku, wh, 4)],
+        kind="channel_buffer",
+        reference=Reference("channel", "amazon"),
+    )
+
+    assert sorted(
+        Reservation.objects.values_list("kind", "reference_type", "reference_id", "quantity")
+    ) == [
+        ("channel_buffer", "channel", "amazon", 4),
+        ("manual_hold", "customer", "wholesale-acme", 5),
+        ("order_line", "order_line", "OL-9", 3),
+    ]
+    # Available to promise = 20 sellable − 12 reserved − 1 safety buffer.
+    assert balance(sku, wh) == (20, 12)
+    assert services.available_to_promise(sku_ids=[sku.pk]) == {(sku.pk, wh.pk): 7}
+
+    services.release(ids=[buffer.pk])
+    assert services.available_to_promise(sku_ids=[sku.pk]) == {(sku.pk, wh.pk): 11}
+    with pytest.raises(StockError) as excinfo:
+        services.reserve(
+            lines=[ReserveLine(sku, wh, 1)], kind="wishlist", reference=Reference("x", "1")
+        )
+    assert excinfo.value.code == "invalid_kind"
+    with pytest.raises(StockError) as excinfo:
+        services.reserve(lines=[ReserveLine(sku, wh, 1)], kind="manual_hold", reference=Reference())
+    assert excinfo.value.code == "reference_required"
+    assert Reservation.objects.filter(status="active").count() == 2
+    assert balance(sku, wh) == (20, 8)
 
 
 def test_reserving_more_than_available_is_all_or_nothing():

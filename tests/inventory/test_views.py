@@ -91,6 +91,26 @@ def test_stock_page_lists_balances_and_filters_by_htmx(stocked, as_role):
     assert "TEE-1" in body and "MUG-1" not in body
 
 
+def test_stock_pages_load_in_place_and_keep_the_filters(as_role):
+    east = WarehouseFactory(code="EAST")
+    for i in range(55):
+        services.receive(sku=SKUFactory(code=f"MUG-{i:02d}"), warehouse=east, quantity=1)
+    viewer = as_role(Role.VIEWER)
+
+    first = viewer.get("/inventory/", {"q": "mug"}).content.decode()
+    second = viewer.get("/inventory/", {"q": "mug", "page": "2"}, HTTP_HX_REQUEST="true")
+
+    assert '<div hx-boost="true" hx-target="#results" hx-swap="outerHTML">' in first
+    assert 'href="?q=mug&page=2">Next' in first
+    body = second.content.decode()
+    assert body.lstrip().startswith('<div id="results">')
+    assert "<html" not in body
+    assert [row.sku.code for row in second.context["page"]] == [
+        f"MUG-{i:02d}" for i in range(50, 55)
+    ]
+    assert "Page 2 of 2" in body
+
+
 def test_warehouse_role_can_adjust_stock(stocked, as_role):
     sku, east, _ = stocked
 

@@ -6,10 +6,12 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from catalog.models import UnmappedListing
-from catalog.services import resolve_unmapped
+from catalog.services import map_listing, resolve_unmapped, set_bundle_components
+from inventory import services as stock
 from inventory.models import Reservation, StockBalance
 from orders.models import Order, RoutingDecision
 from orders.services import cancel_order, ingest_order, mark_shipped
+from tests.factories import SKUFactory
 from tests.orders.conftest import order_input
 
 pytestmark = pytest.mark.usefixtures("typical_rules")
@@ -121,3 +123,35 @@ def test_shipping_consumes_reservations_and_completes_the_order(network):
     assert (tee.quantity, tee.reserved) == (98, 0)
     with pytest.raises(ValidationError):
         cancel_order(order)
+
+
+def test_a_bundle_reserves_its_components_where_they_all_are_and_cancel_releases(network):
+    """Routing checks a bundle's stock on its components and reserves those; a warehouse
+    short of one component cannot take the bundle."""
+    skus, whs = network["skus"], network["warehouses"]
+    kit = SKUFactory(code="KIT")
+    set_bundle_components(kit, [(skus["TEE"], 1), (skus["MUG"], 2)])
+    kit.refresh_from_db()
+    map_listing(channel="shop", external_sku="ext-KIT", sku=kit)
+    # WEST (the rule's choice for CA) keeps TEEs but has only 1 MUG: not enough for a kit.
+    stock.adjust(sku=skus["MUG"], warehouse=whs["WEST"], delta=-99, reason_code="lost")
+
+    order = ingest_order(order_input(state="CA", lines=[("KIT", 3)])).order
+
+    assert order.status == "routed"
+    fo = order.fulfillments.get()
+    assert fo.warehouse.code != "WEST"
+    assert (
+        reserved(network, "TEE", fo.warehouse.code),
+        reserved(network, "MUG", fo.warehouse.code),
+    ) == (3, 6)
+    assert {r.bundle_sku_id for r in Reservation.objects.filter(status="active")} == {kit.pk}
+    assert "wanted WEST, which is short of stock" in order.decisions.get().explanation
+
+    cancel_order(order)
+
+    assert (
+        reserved(network, "TEE", fo.warehouse.code),
+        reserved(network, "MUG", fo.warehouse.code),
+    ) == (0, 0)
+    assert not Reservation.objects.filter(status="active").exists()

@@ -2,6 +2,8 @@
 
 from decimal import Decimal
 
+import pytest
+
 from inventory import services as stock
 from inventory.models import StockBalance
 from orders.models import Order, RoutingSettings
@@ -130,3 +132,67 @@ def test_rejecting_one_part_of_a_split_order_re_routes_only_that_part(network):
         ).reserved
         == 0
     )
+
+
+def test_a_warehouse_running_short_re_routes_its_newest_orders_and_logs_why(network, typical_rules):
+    from inventory.services import InsufficientStock
+    from orders.services import reroute_shortage
+
+    skus, whs = network["skus"], network["warehouses"]
+    orders = [ingest_order(order_input(state="CA", lines=[("TEE", 2)])).order for _ in range(3)]
+    assert all(codes(o) == ["WEST"] for o in orders)
+    tee_west = StockBalance.objects.get(sku=skus["TEE"], warehouse=whs["WEST"], status="sellable")
+    assert tee_west.reserved == 6
+    # The 3PL says only 3 are there: the ledger refuses a count below what is reserved.
+    with pytest.raises(InsufficientStock):
+        stock.adjust(sku=skus["TEE"], warehouse=whs["WEST"], delta=-97, reason_code="lost")
+
+    moved = reroute_shortage(
+        warehouse=whs["WEST"], sku=skus["TEE"], on_hand=3, source="3PL stock report"
+    )
+
+    # Newest first, until what is left fits: 6 − 2 − 2 = 2 ≤ 3.
+    assert [o.pk for o in moved] == [orders[2].pk, orders[1].pk]
+    first, second, third = (Order.objects.get(pk=o.pk) for o in orders)
+    assert codes(first) == ["WEST"]
+    for order in (second, third):
+        assert order.status == "routed"
+        assert codes(order) == ["FBA"]  # Reno: the closest of the rest to California
+        assert codes(order, "rejected") == ["WEST"]
+        reroute = order.decisions.get(layer="reroute")
+        assert reroute.explanation.startswith(
+            "WEST ran short of TEE (3PL stock report: 3 on hand, 6 reserved); re-routing FO-"
+        )
+        assert reroute.inputs == {
+            "short_at": "WEST",
+            "sku": "TEE",
+            "on_hand": 3,
+            "reserved": 6,
+            "source": "3PL stock report",
+        }
+        assert order.decisions.last().layer == "scoring"
+    tee_west.refresh_from_db()
+    assert tee_west.reserved == 2
+    stock.adjust(sku=skus["TEE"], warehouse=whs["WEST"], delta=-97, reason_code="lost")
+    tee_west.refresh_from_db()
+    assert (tee_west.quantity, tee_west.reserved) == (3, 2)
+    # Enough on hand: nothing moves.
+    assert reroute_shortage(warehouse=whs["WEST"], sku=skus["TEE"], on_hand=2, source="x") == []
+
+
+def test_a_short_warehouse_whose_order_fits_nowhere_else_holds_it_with_the_reason(network):
+    from orders.services import reroute_shortage
+
+    skus, whs = network["skus"], network["warehouses"]
+    for code in ("TX", "PA", "FBA"):
+        stock.adjust(sku=skus["MUG"], warehouse=whs[code], delta=-100, reason_code="lost")
+    order = ingest_order(order_input(state="CA", lines=[("MUG", 5)])).order
+    assert codes(order) == ["WEST"]
+
+    reroute_shortage(warehouse=whs["WEST"], sku=skus["MUG"], on_hand=0, source="cycle count")
+
+    order.refresh_from_db()
+    assert (order.status, order.hold_reason) == ("held", "insufficient_stock")
+    assert [d.layer for d in order.decisions.all()] == ["scoring", "reroute", "hold"]
+    mug_west = StockBalance.objects.get(sku=skus["MUG"], warehouse=whs["WEST"], status="sellable")
+    assert mug_west.reserved == 0

@@ -120,6 +120,22 @@ def test_orders_list_filters_and_answers_htmx_with_the_results_fragment(typical_
     assert len(that_day.context["page"]) == 3
 
 
+def test_orders_list_filters_by_channel(typical_rules, as_role, network):
+    from catalog.services import map_listing
+
+    map_listing(channel="amazon", external_sku="ext-TEE", sku=network["skus"]["TEE"])
+    shop = ingest_order(order_input(external_id="SHOP-1")).order
+    amazon = ingest_order(order_input(external_id="AMZ-1", channel="amazon")).order
+    viewer = as_role(Role.VIEWER)
+
+    everything = viewer.get("/orders/")
+    only_amazon = viewer.get("/orders/", {"channel": "amazon"})
+
+    assert {o.pk for o in everything.context["page"]} == {shop.pk, amazon.pk}
+    assert [o.pk for o in only_amazon.context["page"]] == [amazon.pk]
+    assert list(everything.context["channels"]) == ["amazon", "shop"]
+
+
 def test_empty_orders_list_says_what_to_do(network, as_role):
     response = as_role(Role.OPS_MANAGER).get("/orders/")
 

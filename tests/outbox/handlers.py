@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from audit.services import record
 from outbox.models import OutboxMessage
-from outbox.registry import handler
+from outbox.registry import RetryLater, handler
 
 EFFECT_TOPIC = "test.outbox.effect"
 EFFECT_ACTION = "test.outbox.effect"
 FAILING_TOPIC = "test.outbox.failing"
+WAITING_TOPIC = "test.outbox.waiting"
 
 
 @handler(EFFECT_TOPIC)
@@ -27,3 +28,9 @@ def write_effect(message: OutboxMessage) -> None:
 def always_fail(message: OutboxMessage) -> None:
     record(EFFECT_ACTION, changes={"key": message.key, "rolled_back": True})
     raise ConnectionError("partner API is down")
+
+
+@handler(WAITING_TOPIC, max_attempts=2)
+def told_to_wait(message: OutboxMessage) -> None:
+    record(EFFECT_ACTION, changes={"key": message.key, "rolled_back": True})
+    raise RetryLater("partner asked to come back later", seconds=message.payload.get("after"))

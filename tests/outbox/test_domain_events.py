@@ -115,3 +115,34 @@ def test_a_sku_that_never_settles_still_reports_after_the_max_wait(in_alpha, sub
     assert services.relay_stock_events() == 2
     [message] = messages_for()
     assert message.payload["data"]["available_after"] == 2
+
+
+def test_internal_events_reach_only_their_own_subscribers_and_only_where_wanted(in_alpha):
+    from outbox import registry
+
+    # given: a subscriber of every event, and one of fulfillment.opened at warehouse 7 only
+    everything, sevens = "test.everything", "test.sevens"
+    registry.subscribe(registry.ALL_EVENTS, everything)
+    registry.subscribe("fulfillment.opened", sevens, where=lambda data: data["warehouse"] == 7)
+    try:
+        # when: two fulfillment orders open, at warehouses 7 and 8, and an order arrives
+        for fo, warehouse in ((1, 7), (2, 8)):
+            services.publish_domain_event(
+                "fulfillment.opened",
+                fo,
+                {"fulfillment": fo, "warehouse": warehouse},
+                key=f"fulfillment:{fo}:opened",
+            )
+        services.publish_domain_event("order.created", 3, {"id": 3})
+        # and the first is published again (same key)
+        services.publish_domain_event(
+            "fulfillment.opened", 1, {"fulfillment": 1, "warehouse": 7}, key="fulfillment:1:opened"
+        )
+    finally:
+        registry.unsubscribe(registry.ALL_EVENTS, everything)
+        registry.unsubscribe("fulfillment.opened", sevens)
+
+    # then: the catch-all subscriber (partner webhooks' kind) never sees internal events;
+    # the other gets the one at warehouse 7, once
+    assert [m.payload["type"] for m in messages_for(everything)] == ["order.created"]
+    assert [m.payload["object_id"] for m in messages_for(sevens)] == ["1"]

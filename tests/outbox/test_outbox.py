@@ -16,7 +16,7 @@ from outbox import services
 from outbox.models import MessageStatus, OutboxMessage
 from outbox.services import _Kick
 from tests.conftest import brand_client, make_user
-from tests.outbox.handlers import EFFECT_ACTION, EFFECT_TOPIC, FAILING_TOPIC
+from tests.outbox.handlers import EFFECT_ACTION, EFFECT_TOPIC, FAILING_TOPIC, WAITING_TOPIC
 
 
 class Rollback(Exception):
@@ -118,6 +118,28 @@ def test_a_failing_handler_backs_off_then_parks_after_max_attempts(in_alpha, set
     assert services.consume(message.pk) == "duplicate"
     parked = ActivityEntry.objects.get(action="outbox.parked")
     assert parked.changes["key"] == "doomed" and parked.changes["attempts"] == 3
+
+
+def test_a_handler_told_when_to_come_back_waits_that_long_then_parks(in_alpha, settings):
+    # given: backoff would be 30 s; the remote asked for 300 s, then gave no time
+    settings.KEEL_OUTBOX_RETRY_BASE_SECONDS = 30
+    told = services.enqueue(WAITING_TOPIC, {"after": 300}, key="told")
+    untold = services.enqueue(WAITING_TOPIC, {}, key="untold")
+
+    # when
+    assert services.consume(told.pk) == "failed"
+    assert services.consume(untold.pk) == "failed"
+
+    # then: the told one waits exactly what it was told, the other the usual backoff; the
+    # handler's writes rolled back; a second refusal parks it like any failure
+    told.refresh_from_db()
+    untold.refresh_from_db()
+    assert 299 <= (told.next_attempt_at - timezone.now()).total_seconds() <= 300
+    assert 24 - 1 <= (untold.next_attempt_at - timezone.now()).total_seconds() <= 36
+    assert told.last_error == "RetryLater: partner asked to come back later"
+    assert effects() == []
+    OutboxMessage.objects.filter(pk=told.pk).update(next_attempt_at=timezone.now())
+    assert services.consume(told.pk) == "parked"
 
 
 def test_retry_gives_a_parked_message_fresh_attempts(in_alpha):

@@ -504,3 +504,46 @@ def test_without_any_po_policy_a_submitted_po_goes_straight_out(
     assert po.state == POState.SENT and po.continuation_key == ""
     assert services.current_request(po) is None
     assert len(mails) == 1
+
+
+# --- Partners hear of status changes ---------------------------------------------------------
+
+
+def test_every_status_change_reaches_an_endpoint_subscribed_to_po_statuses(people):
+    from tests.webhooks.receiver import receiver
+    from tests.webhooks.support import deliver_pending, endpoint_for, received_events
+
+    with receiver() as partner:
+        # given: an endpoint for PO statuses
+        endpoint_for(partner, "purchase_order.status_changed")
+        sku = SKUFactory()
+
+        # when: a PO under the auto-approval ceiling is submitted (approved and sent at
+        # once), arrives in two parts, and a second one is cancelled
+        po = services.submit(make_po((sku, 10), actor=people.buyer), actor=people.buyer)
+        line = po.lines.get()
+        services.receive(
+            po, quantities={line.pk: 4}, reasons={line.pk: "backordered"}, actor=people.warehouse
+        )
+        services.receive(po, quantities={line.pk: 6}, actor=people.warehouse)
+        other = make_po((SKUFactory(), 1), actor=people.buyer)
+        services.cancel(other, actor=people.buyer, reason="Duplicate")
+        deliver_pending()
+
+    # then: one signed delivery per move, in order, each naming where it came from
+    events = received_events(partner)
+    assert {e["type"] for e in events} == {"purchase_order.status_changed"}
+    moves = [
+        (e["data"]["number"], e["data"]["previous_status"], e["data"]["status"]) for e in events
+    ]
+    assert moves == [
+        (po.number, "draft", "pending_approval"),
+        (po.number, "pending_approval", "approved"),
+        (po.number, "approved", "sent"),
+        (po.number, "sent", "partially_received"),
+        (po.number, "partially_received", "received"),
+        (other.number, "draft", "cancelled"),
+    ]
+    assert events[-1]["data"]["reason"] == "Duplicate"
+    assert events[0]["data"]["total"] == "100.00"
+    assert {e["object_id"] for e in events[:5]} == {str(po.pk)}

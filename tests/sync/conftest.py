@@ -79,9 +79,6 @@ def _run(task: Sent) -> services.Outcome | None:
         return None
     if task.name == services.AVAILABLE_TASK:
         return services.push_available(task.args[0])
-    if task.name == services.KICK_TASK:
-        services.kick_fulfillments()
-        return None
     raise AssertionError(f"unexpected task {task.name}")
 
 
@@ -117,13 +114,25 @@ def _clean_debounce_keys():
 
 
 def _clear(cache) -> None:
-    keys = ["sync:kick-fulfillments"] + [
-        f"sync:{kind}:{i}" for kind in ("available", "receipts") for i in range(1, 50)
-    ]
+    keys = [f"sync:{kind}:{i}" for kind in ("available", "receipts") for i in range(1, 50)]
     # Cache keys carry the brand's schema (django-tenants' key function).
     for schema in ("brand_alpha", "brand_beta"):
         with schema_context(schema):
             cache.delete_many(keys)
+
+
+def consume_outbox(*topics: str) -> dict[str, list[str]]:
+    """What the outbox workers would do with the pending messages of `topics` (the relay
+    and consume tasks, in process): run each once, oldest first; returns the outcomes of
+    each topic's messages."""
+    from outbox import services as outbox
+    from outbox.models import MessageStatus, OutboxMessage
+
+    outcomes: dict[str, list[str]] = {topic: [] for topic in topics}
+    pending = OutboxMessage.objects.filter(topic__in=topics, status=MessageStatus.PENDING)
+    for pk, topic in pending.order_by("id").values_list("pk", "topic"):
+        outcomes[topic].append(outbox.consume(pk))
+    return outcomes
 
 
 @pytest.fixture

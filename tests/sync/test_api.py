@@ -103,7 +103,7 @@ def test_sync_is_queued_once_and_an_idempotency_key_replays(owner_api, shop, tas
     assert (first.status_code, replay.status_code, again.status_code) == (202, 202, 200)
     assert replay["Idempotent-Replayed"] == "true"
     assert first.json()["id"] == again.json()["id"] == SyncRun.objects.get().pk
-    assert first.json()["streams"] == ["orders", "listings"]
+    assert first.json()["streams"] == ["orders", "listings", "tracking"]
     assert tasks.names() == [services.RUN_TASK]
 
 

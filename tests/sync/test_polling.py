@@ -126,6 +126,7 @@ def test_expired_credentials_park_the_connection_with_a_bounded_number_of_reques
     assert statuses == ["active"] + ["needs_attention"] * 4
     assert shop.auth_failures == 2
     assert "Credentials were refused 2 times" in shop.status_reason
+    assert shop.last_success_at is None and shop.last_error == shop.status_reason
     assert [r.status for r in SyncRun.objects.order_by("id")] == ["failed", "failed"]
     assert tasks.retries == []
     # "Sync now" is refused too, so a person cannot start a retry storm either

@@ -14,6 +14,7 @@ import pytest
 from keel_shipbay.fake import FakeShipBay
 
 from catalog.models import UnmappedListing
+from inventory import services as stock
 from inventory.models import MovementKind, StockBalance, StockMovement
 from orders.models import FulfillmentStatus, Order
 from orders.services import LineInput, OrderInput, ingest_order
@@ -21,6 +22,7 @@ from sync import plugins, services
 from sync.models import Connection, FulfillmentPush, SyncRun
 from sync.sealed import unseal
 from tests.conftest import brand_client
+from tests.factories import WarehouseFactory
 from tests.sync.conftest import stock_network
 
 API_KEY = "sbk_live_0123456789abcdef"
@@ -175,18 +177,99 @@ def test_shipments_close_fulfillment_orders_and_stock_levels_post_count_correcti
     assert [(e["code"], e["ref"]) for e in run.errors] == [("unmapped_location", "SB-WEST")]
 
 
-def test_a_level_below_open_reservations_is_refused_and_the_others_still_post(
-    in_alpha, network, shipbay, tasks, clock
-):
-    conn = services.create_connection(
+def connect_shipbay(fake: FakeShipBay) -> Connection:
+    return services.create_connection(
         connector="shipbay",
         display_name="ShipBay",
         channel_key="shipbay",
-        settings={"api_base_url": shipbay.url, "requests_per_second": 50},
+        settings={"api_base_url": fake.url, "requests_per_second": 50},
         credentials={"api_key": API_KEY},
         warehouse_map={"SB-EAST": "EAST"},
     )
-    place_order("3001", [("KEEL-000-S", 5)])  # 5 reserved at EAST
+
+
+def test_a_level_below_open_reservations_re_routes_the_newest_orders_then_corrects(
+    in_alpha, network, shipbay, tasks, clock
+):
+    # given: WEST also stocks the tee; three orders of 2 reserve 6 at EAST (closest to NY)
+    conn = connect_shipbay(shipbay)
+    tee = network["skus"]["KEEL-000-S"]
+    west = WarehouseFactory(code="WEST", state="CA", postal_code="90001")
+    stock.receive(sku=tee, warehouse=west, quantity=50)
+    orders = [place_order(f"300{i}", [("KEEL-000-S", 2)]) for i in range(3)]
+    assert {o.fulfillments.get().warehouse.code for o in orders} == {"EAST"}
+    # and: the 3PL counts only 3 on hand
+    shipbay.stock[("KEEL-000-S", "SB-EAST")] = [3, 3]
+
+    # when
+    services.request_sync(conn, trigger="manual", streams=["stock"])
+    tasks.drain(clock=clock)
+
+    # then: the two newest orders moved to WEST (6 − 2 − 2 = 2 fits in 3), each with a
+    # decision saying what ran short; the oldest keeps its stock at EAST
+    first, second, third = (Order.objects.get(pk=o.pk) for o in orders)
+    assert [fo.warehouse.code for fo in first.fulfillments.all()] == ["EAST"]
+    for order in (second, third):
+        assert order.status == "routed"
+        assert order.fulfillments.get(status="open").warehouse == west
+        assert order.fulfillments.get(status="rejected").warehouse.code == "EAST"
+        reroute = order.decisions.get(layer="reroute")
+        assert reroute.explanation.startswith(
+            "EAST ran short of KEEL-000-S (stock reported by ShipBay: 3 on hand, 6 reserved)"
+        )
+        assert reroute.inputs["source"] == "stock reported by ShipBay"
+    # and: the count correction landed after them; nothing went negative
+    east = StockBalance.objects.get(sku=tee, warehouse=network["warehouse"], status="sellable")
+    assert (east.quantity, east.reserved) == (3, 2)
+    assert east.quantity - east.reserved >= 0
+    correction = StockMovement.objects.get(
+        sku=tee, warehouse=network["warehouse"], kind=MovementKind.COUNT_CORRECTION
+    )
+    assert (correction.quantity, correction.balance_after) == (-97, 3)
+    run = SyncRun.objects.get()
+    assert run.counts["rerouted_short"] == 2
+    # (SB-WEST is the fake's unmapped location, reported on every run)
+    assert [e["code"] for e in run.errors] == ["unmapped_location"]
+    levels = dict(
+        StockBalance.objects.filter(warehouse=network["warehouse"]).values_list(
+            "sku__code", "quantity"
+        )
+    )
+    assert levels["KEEL-001-S"] == 80  # the other levels posted as usual
+
+
+def test_an_order_that_fits_nowhere_else_is_held_and_the_count_still_lands(
+    in_alpha, network, shipbay, tasks, clock
+):
+    conn = connect_shipbay(shipbay)
+    order = place_order("3101", [("KEEL-000-S", 5)])  # 5 reserved at EAST, the only stock
+    shipbay.stock[("KEEL-000-S", "SB-EAST")] = [3, 3]
+
+    services.request_sync(conn, trigger="manual", streams=["stock"])
+    tasks.drain(clock=clock)
+
+    order.refresh_from_db()
+    assert (order.status, order.hold_reason) == ("held", "insufficient_stock")
+    assert [d.layer for d in order.decisions.all()] == ["scoring", "reroute", "hold"]
+    east = StockBalance.objects.get(
+        sku=network["skus"]["KEEL-000-S"], warehouse=network["warehouse"], status="sellable"
+    )
+    assert (east.quantity, east.reserved) == (3, 0)
+    assert [e["code"] for e in SyncRun.objects.get().errors] == ["unmapped_location"]
+
+
+def test_a_level_the_ledger_still_refuses_is_reported_and_the_others_post(
+    in_alpha, network, shipbay, tasks, clock
+):
+    # given: stock reserved by something that is not a fulfillment order (nothing to
+    # re-route), more than the 3PL reports
+    conn = connect_shipbay(shipbay)
+    tee = network["skus"]["KEEL-000-S"]
+    stock.reserve(
+        lines=[stock.ReserveLine(tee, network["warehouse"], 5)],
+        kind="manual_hold",
+        reference=stock.Reference("manual_hold", "H-1"),
+    )
     shipbay.stock[("KEEL-000-S", "SB-EAST")] = [3, 3]
 
     services.request_sync(conn, trigger="manual", streams=["stock"])

@@ -217,7 +217,13 @@ def contract_harness() -> Iterator[Any]:
     import keel_shipbay
     from connectors.clock import VirtualClock
     from connectors.testing import ContractHarness
-    from connectors.types import Address, FulfillmentLine, FulfillmentRequest
+    from connectors.types import (
+        Address,
+        FulfillmentLine,
+        FulfillmentRequest,
+        InboundLine,
+        InboundShipment,
+    )
 
     clock = VirtualClock()
     with FakeShipBay(clock=clock) as fake:
@@ -266,4 +272,10 @@ def contract_harness() -> Iterator[Any]:
                 lines=(FulfillmentLine("KEEL-001-M", 2),),
             ),
             count_created=lambda: len(fake.fulfillments),
+            inbound_shipment=InboundShipment(
+                reference="PO-contract-1",
+                location="SB-EAST",
+                lines=(InboundLine("KEEL-001-M", 24),),
+            ),
+            count_inbound=lambda: len(fake.inbounds),
         )
