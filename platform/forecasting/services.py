@@ -57,7 +57,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.db.models import Count, F, Max, Min, Q, Sum
 from django.utils import timezone
 
@@ -923,7 +930,21 @@ def run_chunk(run_id: int, index: int) -> bool:
         )
         if not claimed:
             return False
-        _save_forecasts(outcome.forecasts)
+        try:
+            with transaction.atomic():
+                _save_forecasts(outcome.forecasts)
+        except DataError as exc:
+            # A value the database refuses fails this chunk's SKUs, never the run: a
+            # chunk left unfinished would keep the run open forever.
+            outcome = ChunkOutcome(
+                [],
+                {
+                    **outcome.failures,
+                    **{f.sku_id: f"Could not store the forecast: {exc}" for f in outcome.forecasts},
+                },
+                0,
+                outcome.seconds,
+            )
         ForecastFailure.objects.bulk_create(
             [
                 ForecastFailure(run_id=run_id, sku_id=sku_id, error=error[:2000])

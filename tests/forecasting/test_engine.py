@@ -719,3 +719,59 @@ def test_backtest_keeps_the_oldest_origins_parameters_unless_told_to_reestimate(
     np.testing.assert_allclose(fixed.forecasts[0], again.forecasts[0])  # same first fit
     assert not np.allclose(fixed.forecasts[-1], again.forecasts[-1])  # re-estimated
     assert fixed.score.ok and again.score.ok
+
+
+class _Diverging(ADIDA):
+    """ADIDA whose forecast diverges, as a filter run with unstable parameters can."""
+
+    name = "diverging"
+
+    def _forecast(self, h, levels):
+        forecast = super()._forecast(h, levels)
+        mean = forecast.mean.copy()
+        mean[h // 2 :] = np.nan
+        return type(forecast)(mean, forecast.lower, forecast.upper)
+
+
+def test_a_method_with_a_non_finite_forecast_fails_and_never_reaches_the_result(monkeypatch):
+    monkeypatch.setitem(METHODS, "diverging", _Diverging)
+    config = EngineConfig(
+        candidates={DemandClass.INTERMITTENT: ("diverging",), DemandClass.LUMPY: ("diverging",)}
+    )
+    y = intermittent_history(15)
+    with pytest.raises(ValueError, match="not finite"):
+        _Diverging().fit(y, m=12, freq="M").forecast(6)
+
+    result = forecast_series(y, h=6, freq="M", config=config)
+    assert result.scores["diverging"].error and not result.scores["diverging"].ok
+    assert result.method != "diverging"
+    assert result.forecast.finite
+    # a stored warm state naming it is refitted, fails the same way, and the full path runs
+    warm = {**result.warm_state(), "method": "diverging", "params": {}}
+    again = forecast_series(y, h=6, freq="M", config=config, warm=warm)
+    assert not again.warm_started and again.forecast.finite
+
+
+def test_a_diverging_final_fit_hands_over_to_the_next_best_method(monkeypatch):
+    # the backtest's fits are fine but the fit on the whole history diverges, as an ARIMA
+    # order refitted on two years of a bench SKU did (-2.6e12 units a day, clipped to 0)
+    class LateDiverging(ADIDA):
+        name = "late_diverging"
+
+        def _forecast(self, h, levels):
+            forecast = super()._forecast(h, levels)
+            if len(self.history) < 60:
+                return forecast
+            return type(forecast)(forecast.mean - 1e12, forecast.lower, forecast.upper)
+
+    monkeypatch.setitem(METHODS, "late_diverging", LateDiverging)
+    config = EngineConfig(
+        candidates={DemandClass.INTERMITTENT: ("late_diverging",)}, combine=0
+    )
+    y = intermittent_history(16)
+    result = forecast_series(y, h=6, freq="M", config=config)
+
+    assert result.scores["late_diverging"].ok  # the backtest saw nothing wrong
+    assert "diverges" in result.errors["late_diverging"]
+    assert result.method == BASELINE  # the only other candidate
+    assert result.forecast.finite and (result.mean >= 0).all()

@@ -387,7 +387,11 @@ class _Run:
         return method.fit(self.values, m=self.m, freq=self.freq, warm=warm)
 
     def result(
-        self, demand_class: DemandClass, model: ForecastMethod, **extra: Any
+        self,
+        demand_class: DemandClass,
+        model: ForecastMethod,
+        forecast: Forecast | None = None,
+        **extra: Any,
     ) -> ForecastResult:
         return ForecastResult(
             key=self.key,
@@ -395,7 +399,7 @@ class _Run:
             stats=self.stats,
             method=model.name,
             params=model.params(),
-            forecast=model.forecast(self.h, self.config.levels),
+            forecast=forecast or model.forecast(self.h, self.config.levels),
             h=self.h,
             m=self.m,
             freq=self.freq,
@@ -419,6 +423,7 @@ class _Run:
         started = time.perf_counter()
         try:
             model = self.fit(name, state.get("params"), members)
+            forecast = model.forecast(self.h, self.config.levels)
         except Exception:  # the full path below retries from scratch
             return None
         scores = {
@@ -426,7 +431,9 @@ class _Run:
             for method, score in (state.get("scores") or {}).items()
         }
         timings = {"backtest": 0.0, "fit": time.perf_counter() - started}
-        return self.result(demand_class, model, scores=scores, timings=timings, warm_started=True)
+        return self.result(
+            demand_class, model, forecast, scores=scores, timings=timings, warm_started=True
+        )
 
     def combination(
         self, runs: Mapping[str, BacktestRun], origins: list[int], horizon: int
@@ -532,11 +539,22 @@ class _Run:
 
         started = time.perf_counter()
         errors: dict[str, str] = {}
-        try:
-            model = self.fit(chosen, warm_params.get(chosen), members)
-        except Exception as exc:  # the baseline cannot fail on a series with observations
-            errors[chosen] = f"{type(exc).__name__}: {exc}"
-            model = self.fit(BASELINE, None)
+        # A final fit can fail where the backtest's fits did not (an ARIMA order refitted
+        # on the whole history can diverge): then the next best method by backtest score
+        # forecasts, and the baseline last (it cannot fail on a series with observations).
+        ranked = sorted(
+            (n for n in self.competing(names, demand_class) if n in scores and scores[n].ok),
+            key=lambda name: getattr(scores[name], config.metric),
+        )
+        for name in dict.fromkeys([chosen, *ranked, BASELINE]):
+            try:
+                model = self.fit(name, warm_params.get(name), members)
+                forecast = model.forecast(self.h, config.levels)
+                break
+            except Exception as exc:  # recorded; the next candidate forecasts
+                errors[name] = f"{type(exc).__name__}: {exc}"
+        else:
+            raise ValueError(f"no method could forecast this series: {errors}")
         fit_seconds = time.perf_counter() - started
 
         others: dict[str, Forecast] = {}
@@ -551,5 +569,11 @@ class _Run:
                     errors[name] = f"{type(exc).__name__}: {exc}"
         timings = {"backtest": backtest_seconds, "fit": fit_seconds}
         return self.result(
-            demand_class, model, scores=scores, timings=timings, candidates=others, errors=errors
+            demand_class,
+            model,
+            forecast,
+            scores=scores,
+            timings=timings,
+            candidates=others,
+            errors=errors,
         )

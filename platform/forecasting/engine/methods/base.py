@@ -20,6 +20,8 @@ from scipy import stats
 from ..series import normalize_freq, prepare
 
 DEFAULT_LEVELS: tuple[float, ...] = (80.0, 95.0)
+# A point forecast beyond this multiple of the largest observation is a diverged fit.
+DIVERGED = 100.0
 
 
 def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
@@ -45,6 +47,12 @@ class Forecast:
     @property
     def levels(self) -> tuple[float, ...]:
         return tuple(sorted(self.lower))
+
+    @property
+    def finite(self) -> bool:
+        """Whether the mean and every bound are finite numbers."""
+        arrays = [self.mean, *self.lower.values(), *self.upper.values()]
+        return all(np.isfinite(array).all() for array in arrays)
 
     def clipped(self) -> Forecast:
         """Demand cannot be negative: clip the mean and both bounds at zero."""
@@ -144,7 +152,18 @@ class ForecastMethod(ABC):
             raise RuntimeError(f"{self.name}: fit() before forecast()")
         if h < 1:
             raise ValueError(f"horizon must be >= 1, got {h}")
-        return self._forecast(int(h), check_levels(levels)).clipped()
+        forecast = self._forecast(int(h), check_levels(levels))
+        # A fit that diverged must fail loudly here, before clipping hides it (an explosive
+        # ARIMA refit forecast -2.6e12 units a day, clipped to a plausible-looking zero):
+        # the backtest then scores the method as failed and the pipeline falls back,
+        # instead of a NaN or a runaway number reaching safety stock or a JSON column.
+        if not forecast.finite:
+            raise ValueError(f"{self.name}: the forecast is not finite")
+        seen = np.abs(self.history[~np.isnan(self.history)])
+        limit = DIVERGED * max(1.0, float(seen.max()) if len(seen) else 0.0)
+        if len(forecast.mean) and float(np.abs(forecast.mean).max()) > limit:
+            raise ValueError(f"{self.name}: the forecast diverges (beyond {limit:g} per period)")
+        return forecast.clipped()
 
     def update(self, y_new: Any, oos_new: Any = None) -> Self:
         """Append new observations. The default refits warm-started on the whole history;
