@@ -17,7 +17,8 @@ class SignupForm(forms.Form):
         "<subdomain>.%(domain)s.",
     )
     full_name = forms.CharField(max_length=150, label="Your name")
-    email = forms.EmailField(label="Work email")
+    # The column's length: a longer address must be a form error, not a failed insert.
+    email = forms.EmailField(label="Work email", max_length=254)
     password = forms.CharField(widget=forms.PasswordInput, strip=False)
     signup_token = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
 
