@@ -13,13 +13,13 @@ differences are all zero (a flat or exactly repeating history) the lag-1 differe
 used, then the mean level, and a history of zeros scales by 1 (so its score is the plain
 MAE). A method's score is the mean over origins.
 
-Parameters inside the backtest: the first (oldest) origin fits from scratch and later
-origins keep its estimated parameters (`ForecastMethod.refit_fixed`: ETS and ARIMA run
-their filter over the longer history, with no search and no optimisation), as a
-production model does between weekly refits. Estimation sees only data before the
-oldest window, so it never sees test data. Re-estimating at every origin instead
-(`reestimate=True`, warm-started from the first origin) cost 4–10× more for ETS and
-auto_arima on daily series and is what made a brand's first nightly run slow.
+Parameters inside the backtest: the first (oldest) origin fits from scratch. Later
+origins either re-estimate, warm-started from it (`reestimate=True`; auto_arima keeps the
+order, so there is one order search per series, on data that ends before every window),
+or keep its estimated parameters (`ForecastMethod.refit_fixed`: ETS and ARIMA run their
+filter over the longer history, with no search and no optimisation), as a production
+model does between weekly refits — 4–10× cheaper for daily ETS and auto_arima. The engine
+picks per class (`EngineConfig.reestimate_classes`).
 """
 
 from __future__ import annotations
