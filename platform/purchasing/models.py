@@ -9,6 +9,9 @@ A purchase order's state machine (purchasing.services is the only code that move
 
 An upward edit of an approved or sent PO puts it back to pending_approval (an amendment);
 once approved again it is re-sent to the supplier.
+
+Every email of a PO to its supplier is a PurchaseOrderEmail row, written with the outbox
+message that sends it (purchasing.handlers).
 """
 
 from __future__ import annotations
@@ -272,3 +275,63 @@ class SupplierDigest(models.Model):
 
     def __str__(self) -> str:
         return f"Supplier digest {self.month:%Y-%m}"
+
+
+class EmailPurpose(models.TextChoices):
+    ORDER = "order", "Order"
+    AMENDMENT = "amendment", "Amendment"
+    AGAIN = "again", "Emailed again"
+
+
+class EmailStatus(models.TextChoices):
+    # Its outbox message waits for a worker, or for its next attempt after a failure.
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    # Never sent and never will be; `note` says why (replaced, cancelled, no address).
+    SKIPPED = "skipped", "Not sent"
+
+
+class PurchaseOrderEmail(models.Model):
+    """One email of a PO to its supplier, written in the transaction that sent the PO (or
+    asked to email it again) together with the outbox message that delivers it (`key`).
+
+    The outbox handler sets status, `to`, `sent_at` and `attempts` in the transaction that
+    marks the message consumed. A failed attempt rolls its own writes back, so the attempts
+    so far, the last error and whether the outbox parked it are read from the message."""
+
+    purchase_order = models.ForeignKey(
+        PurchaseOrder, on_delete=models.CASCADE, related_name="emails"
+    )
+    key = models.CharField(max_length=200, unique=True)
+    purpose = models.CharField(max_length=16, choices=EmailPurpose.choices)
+    version = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=12, choices=EmailStatus.choices, default=EmailStatus.QUEUED
+    )
+    # The address it went to (the supplier's address when it was sent).
+    to = models.EmailField(blank=True)
+    requested_by_label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Deliveries it took, counting the one that sent or skipped it.
+    attempts = models.PositiveIntegerField(default=0)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # A newer email replaces a queued one (the worker renders the PO as it is
+            # now, so two queued emails would be the same email twice).
+            models.UniqueConstraint(
+                fields=["purchase_order"],
+                condition=models.Q(status="queued"),
+                name="po_email_one_queued",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="sent") | models.Q(sent_at__isnull=False),
+                name="po_email_sent_has_sent_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} email of {self.purchase_order_id} ({self.status})"

@@ -12,19 +12,31 @@ and returns it to draft when rejected, expired or cancelled. An edit of a PO beh
 approval calls `approvals.services.subject_changed`: a higher amount re-opens approval
 (an approved or sent PO goes back to pending_approval as an amendment and is re-sent once
 approved); a lower or equal one stays covered.
+
+Email to suppliers goes through the transactional outbox: sending a PO (first time, as an
+amendment, or when a person asks to email it again) writes a PurchaseOrderEmail row and an
+`EMAIL_TOPIC` outbox message in the transaction that changed the PO, so a rolled-back send
+emails nothing and a committed one is emailed even if the process dies right after. A
+worker runs `deliver_email` (purchasing.handlers): it renders the PDF from the PO as it is
+then and sends through Django's email backend; failures are retried by the outbox with
+backoff and, once parked, shown on the PO page next to *Email again*.
 """
 
 from __future__ import annotations
 
 import logging
+import smtplib
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -39,12 +51,16 @@ from audit.services import record
 from catalog.models import SKU
 from inventory import services as stock
 from inventory.models import StockStatus, Warehouse
-from outbox.services import publish_domain_event
+from outbox.models import MessageStatus, OutboxMessage
+from outbox.services import enqueue, publish_domain_event
 from purchasing.models import (
+    EmailPurpose,
+    EmailStatus,
     NumberSequence,
     POSource,
     POState,
     PurchaseOrder,
+    PurchaseOrderEmail,
     PurchaseOrderLine,
     Receipt,
     ReceiptLine,
@@ -64,6 +80,10 @@ RECEIVABLE = (POState.APPROVED, POState.SENT, POState.PARTIALLY_RECEIVED)
 ON_ORDER = (POState.APPROVED, POState.SENT, POState.PARTIALLY_RECEIVED)
 OPEN = (*EDITABLE, POState.PARTIALLY_RECEIVED)
 MAX_LINES = 500
+EMAIL_TOPIC = "purchasing.email_po"
+# Per socket operation with the mail server: the worker holds the PO's row lock while it
+# talks to it, so a server that stops answering must not hold it for long.
+SMTP_TIMEOUT_SECONDS = 30
 
 
 class PurchasingError(ValidationError):
@@ -641,7 +661,8 @@ def _approve_and_send(po: PurchaseOrder, *, key: str, actor: object) -> None:
 
 
 def _send(po: PurchaseOrder, *, key: str, actor: object) -> None:
-    """Mark the PO sent and email it (with its PDF) to the supplier after commit."""
+    """Mark the PO sent and queue its email (with the PDF) to the supplier, in this
+    transaction."""
     amendment = po.times_sent > 0
     before = po.state
     po.state = POState.SENT
@@ -663,42 +684,11 @@ def _send(po: PurchaseOrder, *, key: str, actor: object) -> None:
         },
     )
     _publish_status(po, before)
-    pk = po.pk
-    transaction.on_commit(lambda: email_supplier(pk, amendment=amendment))
-
-
-def email_supplier(po_id: int, *, amendment: bool = False) -> bool:
-    """Email the PO to its supplier with the PDF attached. After commit: a mail failure
-    never un-sends the PO; it is logged, and `resend` (the PO page) sends it again."""
-    from django.core.mail import EmailMessage
-
-    from purchasing.documents import po_pdf
-
-    po = PurchaseOrder.objects.select_related("supplier", "warehouse").get(pk=po_id)
-    if not po.supplier.email:
-        return False
-    brand = approvals.current_brand()
-    title = f"{'Amended purchase order' if amendment else 'Purchase order'} {po.number}"
-    body = (
-        f"Hello {po.supplier.contact_name or po.supplier.name},\n\n"
-        f"Please find attached {title.lower()} from {brand.name}"
-        f" (version {po.version}), for delivery to {po.warehouse.name} by "
-        f"{po.expected_on:%d %b %Y}.\n"
-        + ("This amendment replaces the previous version.\n" if amendment else "")
-        + f"\nTotal: {po_total(po):,.2f} {po.currency}\n\nThank you,\n{brand.name}\n"
-    )
-    message = EmailMessage(subject=f"[{brand.name}] {title}", body=body, to=[po.supplier.email])
-    message.attach(f"{po.number}.pdf", po_pdf(po), "application/pdf")
-    try:
-        message.send()
-    except Exception:
-        logger.exception("could not email %s to its supplier", po.number)
-        return False
-    return True
+    _queue_email(po, EmailPurpose.AMENDMENT if amendment else EmailPurpose.ORDER, actor)
 
 
 def resend(po: PurchaseOrder, *, actor: object) -> PurchaseOrder:
-    """Email a sent PO to the supplier again (a lost email, a new contact address)."""
+    """Email a sent PO to the supplier again (a lost or failed email, a new address)."""
     _require(actor, "purchasing.draft")
     with transaction.atomic():
         po = _locked(po)
@@ -712,10 +702,232 @@ def resend(po: PurchaseOrder, *, actor: object) -> PurchaseOrder:
             raise PurchasingError(
                 f"{po.supplier.code} has no email address: add one first.", code="no_email"
             )
-        _log("purchase_order.emailed_again", po, actor, {"to": po.supplier.email})
-        pk, amendment = po.pk, po.times_sent > 1
-        transaction.on_commit(lambda: email_supplier(pk, amendment=amendment))
+        email = _queue_email(po, EmailPurpose.AGAIN, actor)
+        _log("purchase_order.emailed_again", po, actor, {"to": po.supplier.email, "key": email.key})
     return po
+
+
+# --- Email to the supplier (through the outbox) --------------------------------------------
+
+
+def _queue_email(po: PurchaseOrder, purpose: str, actor: object) -> PurchaseOrderEmail:
+    """Write the email's row and its outbox message in the caller's transaction, which
+    holds the PO's row lock.
+
+    The key names the PO, version and purpose plus a fresh token: every send and every
+    *Email again* is its own email, never taken for a duplicate of an earlier one, while a
+    redelivered task carries the same message (and key) and is consumed once. An email
+    still queued is replaced: the worker renders the PO as it is when it sends, so both
+    would carry the same PDF.
+    """
+    PurchaseOrderEmail.objects.filter(purchase_order=po, status=EmailStatus.QUEUED).update(
+        status=EmailStatus.SKIPPED, note="Replaced by a later email of this order."
+    )
+    email = PurchaseOrderEmail(
+        purchase_order=po,
+        key=f"purchase_order:{po.pk}:v{po.version}:{purpose}:{uuid.uuid4().hex}",
+        purpose=purpose,
+        version=po.version,
+        requested_by_label=_label(actor),
+    )
+    if not po.supplier.email:
+        # Recorded, so the PO page says it was not emailed; nothing for a worker to do.
+        email.status = EmailStatus.SKIPPED
+        email.note = "The supplier has no email address."
+        email.save()
+        return email
+    email.save()
+    enqueue(
+        EMAIL_TOPIC,
+        {"purchase_order": po.pk, "email": email.pk, "version": po.version, "purpose": purpose},
+        key=email.key,
+    )
+    return email
+
+
+def _unsendable(po: PurchaseOrder, email: PurchaseOrderEmail) -> str:
+    """Why this queued email must not go out now ("" when it may)."""
+    if po.state == POState.CANCELLED:
+        return "The order was cancelled before the email went out."
+    if po.version != email.version or po.state in (POState.DRAFT, POState.PENDING_APPROVAL):
+        # The worker renders the PO as it is now: that is not the version this email is
+        # for. The newer version is emailed when it is sent.
+        return (
+            f"Version {email.version} changed (now version {po.version}, "
+            f"{po.get_state_display().lower()}) before the email went out."
+        )
+    if not po.supplier.email:
+        return "The supplier has no email address."
+    return ""
+
+
+def _po_email(po: PurchaseOrder):
+    """The email (PDF attached) for the PO as it is now."""
+    from django.core.mail import EmailMessage
+
+    from purchasing.documents import po_pdf
+
+    brand = approvals.current_brand()
+    amendment = po.times_sent > 1
+    title = f"{'Amended purchase order' if amendment else 'Purchase order'} {po.number}"
+    body = (
+        f"Hello {po.supplier.contact_name or po.supplier.name},\n\n"
+        f"Please find attached {title.lower()} from {brand.name}"
+        f" (version {po.version}), for delivery to {po.warehouse.name} by "
+        f"{po.expected_on:%d %b %Y}.\n"
+        + ("This amendment replaces the previous version.\n" if amendment else "")
+        + f"\nTotal: {po_total(po):,.2f} {po.currency}\n\nThank you,\n{brand.name}\n"
+    )
+    message = EmailMessage(subject=f"[{brand.name}] {title}", body=body, to=[po.supplier.email])
+    message.attach(f"{po.number}.pdf", po_pdf(po), "application/pdf")
+    return message
+
+
+def _smtp_send(message) -> None:
+    """Hand the message to the configured email backend; raise when it was not accepted."""
+    from django.core.mail import get_connection
+
+    mailer = get_connection(
+        timeout=getattr(settings, "EMAIL_TIMEOUT", None) or SMTP_TIMEOUT_SECONDS
+    )
+    mailer.open()
+    try:
+        if mailer.send_messages([message]) != 1:
+            raise smtplib.SMTPException("The email backend accepted no message.")
+    finally:
+        # Opened here so that send_messages does not close it: once the server accepted
+        # the message, a failing QUIT must not count as a failed send (and email again).
+        with suppress(Exception):
+            mailer.close()
+
+
+def deliver_email(key: str, *, attempt: int = 1) -> str:
+    """EMAIL_TOPIC handler: send one queued email of a PO. Returns what happened ("sent",
+    "skipped", or the row's status when an earlier delivery already finished it).
+
+    Runs inside the outbox's consuming transaction (outbox.services.consume): the row
+    writes and the activity entry below commit together with "message done", and a
+    failure (any exception from the mail backend) rolls them back for the outbox to retry
+    with backoff and eventually park. A second delivery of the same message waits for the
+    first's lock and finds it done (or finds this row sent) and sends nothing.
+
+    Everything that can fail in the database (locks, rendering, the writes) happens before
+    the mail server is asked; the send is the last step, and only the commit follows it.
+    Duplicate window: SMTP has no idempotency key, so if the server accepts the message
+    and then the commit fails (the worker is killed, the database connection drops), the
+    message stays unconsumed and is delivered again (the broker redelivers the
+    unacknowledged task, or the outbox re-publishes it after
+    KEEL_OUTBOX_REPUBLISH_AFTER_SECONDS): the supplier gets the same email twice. The same
+    happens if the server accepts the message but its reply is lost (a timeout after the
+    DATA phase): that attempt counts as failed and is retried. Both are rare; sending at
+    most once would instead risk never sending, which is worse for a purchase order.
+    """
+    po_id = (
+        PurchaseOrderEmail.objects.filter(key=key)
+        .values_list("purchase_order_id", flat=True)
+        .first()
+    )
+    if po_id is None:
+        return "missing"
+    # The PO row before the email row, the order _queue_email's callers use (PO lock, then
+    # replacing queued emails): a worker and a person's *Email again* never deadlock.
+    po = (
+        PurchaseOrder.objects.select_for_update(of=("self",))
+        .select_related("supplier", "warehouse")
+        .get(pk=po_id)
+    )
+    email = PurchaseOrderEmail.objects.select_for_update().get(key=key)
+    if email.status != EmailStatus.QUEUED:
+        return email.status
+    email.attempts = attempt
+    reason = _unsendable(po, email)
+    if reason:
+        email.status, email.note = EmailStatus.SKIPPED, reason
+        email.save(update_fields=["status", "note", "attempts"])
+        _log(
+            "purchase_order.email_skipped",
+            po,
+            None,
+            {"key": key, "version": email.version, "reason": reason},
+        )
+        return "skipped"
+    message = _po_email(po)
+    email.status, email.to, email.sent_at = EmailStatus.SENT, po.supplier.email, timezone.now()
+    email.save(update_fields=["status", "to", "sent_at", "attempts"])
+    _log(
+        "purchase_order.emailed",
+        po,
+        None,
+        {
+            "to": email.to,
+            "version": email.version,
+            "purpose": email.purpose,
+            "attempt": attempt,
+            "key": key,
+        },
+    )
+    _smtp_send(message)
+    return "sent"
+
+
+@dataclass(frozen=True)
+class EmailLogEntry:
+    """One email of a PO as the PO page shows it."""
+
+    purpose: str
+    version: int
+    # sent | skipped | waiting | retrying | failed
+    state: str
+    to: str
+    requested_by: str
+    created_at: datetime
+    sent_at: datetime | None
+    attempts: int
+    error: str
+    next_attempt_at: datetime | None
+    note: str
+
+
+def email_log(po: PurchaseOrder) -> list[EmailLogEntry]:
+    """The PO's emails, newest first. A queued email's attempts, last error and whether it
+    was parked come from its outbox message (a failed attempt's own writes roll back)."""
+    emails = list(po.emails.all())
+    messages = {
+        m.key: m
+        for m in OutboxMessage.objects.filter(
+            key__in=[e.key for e in emails if e.status == EmailStatus.QUEUED]
+        )
+    }
+    out = []
+    for email in emails:
+        message = messages.get(email.key)
+        attempts, error, next_at = email.attempts, "", None
+        if email.status != EmailStatus.QUEUED:
+            state = email.status
+        elif message is None or message.attempts == 0:
+            state = "waiting"
+        else:
+            attempts, error = message.attempts, message.last_error
+            if message.status == MessageStatus.DEAD:
+                state = "failed"
+            else:
+                state, next_at = "retrying", message.next_attempt_at
+        out.append(
+            EmailLogEntry(
+                purpose=email.get_purpose_display(),
+                version=email.version,
+                state=state,
+                to=email.to,
+                requested_by=email.requested_by_label,
+                created_at=email.created_at,
+                sent_at=email.sent_at,
+                attempts=attempts,
+                error=error,
+                next_attempt_at=next_at,
+                note=email.note,
+            )
+        )
+    return out
 
 
 def send_approved(request: ApprovalRequest, key: str) -> None:

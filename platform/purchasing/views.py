@@ -374,7 +374,9 @@ TIMELINE_LABELS = {
     "purchase_order.pending_approval": "sent it for approval",
     "purchase_order.approved": "approved it",
     "purchase_order.sent": "sent it to the supplier",
-    "purchase_order.emailed_again": "emailed it to the supplier again",
+    "purchase_order.emailed_again": "asked to email it to the supplier again",
+    "purchase_order.emailed": "emailed it to the supplier",
+    "purchase_order.email_skipped": "did not email it",
     "purchase_order.received": "received goods",
     "purchase_order.rescheduled": "moved the expected date",
     "purchase_order.cancelled": "cancelled it",
@@ -397,6 +399,10 @@ def _timeline(po: PurchaseOrder) -> list[dict]:
             detail = f"{' → '.join(changes.get('expected_on', []))}: {detail}"
         elif entry.action == "purchase_order.sent" and changes.get("amendment"):
             detail = f"Amendment (version {changes.get('version')})"
+        elif entry.action == "purchase_order.emailed":
+            detail = f"To {changes.get('to')}, version {changes.get('version')}"
+            if (changes.get("attempt") or 1) > 1:
+                detail += f", attempt {changes['attempt']}"
         out.append(
             {
                 "actor": entry.actor_label,
@@ -415,6 +421,7 @@ def _detail_context(request: HttpRequest, po: PurchaseOrder, **extra) -> dict:
     user = request.user
     received = any(line.received_quantity for line in lines)
     editable = po.state in services.EDITABLE and not received
+    emails = services.email_log(po)
     return {
         "po": po,
         "badge": BADGES.get(po.state, ""),
@@ -423,6 +430,8 @@ def _detail_context(request: HttpRequest, po: PurchaseOrder, **extra) -> dict:
         "approval": request_,
         "approval_amount": money(request_.amount, request_.currency) if request_ else "",
         "timeline": _timeline(po),
+        "emails": emails,
+        "email_failed": next((e for e in emails[:1] if e.state == "failed"), None),
         "receipts": po.receipts.prefetch_related("lines__line__sku"),
         "warnings": services.warnings_for(po),
         "may": {

@@ -35,6 +35,7 @@ from purchasing.models import POState, PurchaseOrder
 from tests.conftest import brand_client
 from tests.factories import SKUFactory, UserFactory, WarehouseFactory
 from tests.purchasing.factories import SupplierFactory, SupplierSKUFactory, costly_po
+from tests.purchasing.support import deliver_emails
 
 JSON = "application/json"
 CEILING = Decimal("500.00")
@@ -239,6 +240,8 @@ def test_two_approvers_at_the_same_instant_send_the_po_once():
     assert ApprovalDecision.objects.filter(request=request).count() == 1
     po.refresh_from_db()
     assert po.state == POState.SENT and po.times_sent == 1
+    # The email leaves through the outbox: one message, sent once by a worker.
+    assert deliver_emails() == ["done"]
     assert [m.to for m in mail.outbox if m.attachments] == [[po.supplier.email]]
     sent = ActivityEntry.objects.filter(
         action="purchase_order.sent",

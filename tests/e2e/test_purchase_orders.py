@@ -5,7 +5,8 @@ As in test_approvals_inbox: the server is another process, so `floor` commits th
 a supplier with a costed SKU and four POs waiting for approval before the tests'
 rolled-back transactions start, and afterwards removes the approval rows, empties alpha's
 business tables and deletes the people and the activity entries the module caused. The
-server sends email with the console backend (DEBUG): its log shows the POs going out.
+server queues each PO's email in the outbox; the test process runs those messages as a
+worker would and checks what left (pytest's locmem email backend).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tests.e2e.browser import LiveServer, chromium_page, track_failed_assets
 from tests.e2e.test_approvals_inbox import PASSWORD, _drop_queued_approval_tasks, sign_in
 from tests.factories import UserFactory, WarehouseFactory
 from tests.purchasing.factories import SupplierFactory, SupplierSKUFactory
+from tests.purchasing.support import deliver_emails
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 
@@ -107,7 +109,7 @@ def floor(django_db_setup, django_db_blocker) -> Iterator[list[Waiting]]:
 
 
 def test_buyer_approves_a_po_from_the_inbox_and_sees_it_sent(
-    live: LiveServer, floor: list[Waiting]
+    live: LiveServer, floor: list[Waiting], mailoutbox
 ):
     base = f"http://{live.brand_host('alpha')}"
     first = floor[0]
@@ -141,12 +143,13 @@ def test_buyer_approves_a_po_from_the_inbox_and_sees_it_sent(
         request = ApprovalRequest.objects.get(pk=first.request_id)
         assert (po.state, po.times_sent, request.decided_by.email) == ("sent", 1, BUYER)
         assert po.continuation_key == f"approval_request:{request.pk}"
-    log = live.log.read_text(errors="replace")
-    assert f"Subject: [Alpha] Purchase order {first.number}" in log
-    assert f"To: {SUPPLIER_EMAIL}" in log
+        assert deliver_emails([first.po_id]) == ["done"]
+    assert [(m.subject, m.to) for m in mailoutbox] == [
+        (f"[Alpha] Purchase order {first.number}", [SUPPLIER_EMAIL])
+    ]
 
 
-def test_owner_bulk_approves_three_pos(live: LiveServer, floor: list[Waiting]):
+def test_owner_bulk_approves_three_pos(live: LiveServer, floor: list[Waiting], mailoutbox):
     base = f"http://{live.brand_host('alpha')}"
     three = floor[1:]
 
@@ -175,6 +178,7 @@ def test_owner_bulk_approves_three_pos(live: LiveServer, floor: list[Waiting]):
             request = ApprovalRequest.objects.get(pk=waiting.request_id)
             assert (po.state, po.times_sent) == ("sent", 1)
             assert (request.state, request.decided_by.email) == ("approved", OWNER)
-    log = live.log.read_text(errors="replace")
-    for waiting in three:
-        assert log.count(f"Subject: [Alpha] Purchase order {waiting.number}\n") == 1
+        assert deliver_emails(w.po_id for w in three) == ["done"] * 3
+    assert sorted(m.subject for m in mailoutbox) == sorted(
+        f"[Alpha] Purchase order {waiting.number}" for waiting in three
+    )

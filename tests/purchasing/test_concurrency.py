@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from audit.models import ActivityEntry
 from inventory.models import StockBalance, StockMovement
+from outbox.models import OutboxMessage
 from purchasing import services
 from purchasing.models import POState, Receipt
 from tests.approvals.test_purchase_orders import run_together
@@ -19,10 +20,12 @@ from tests.purchasing.factories import SupplierFactory, SupplierSKUFactory, make
 @pytest.fixture(autouse=True)
 def committed(committed_alpha):
     """committed_alpha, plus removal of the activity entries the test committed (PO ids
-    restart after the truncation, so they would name later tests' POs)."""
+    restart after the truncation, so they would name later tests' POs) and of the outbox
+    messages (sent POs queue their email; committed_alpha leaves the outbox table)."""
     started = timezone.now()
     yield
     ActivityEntry.objects.filter(created_at__gte=started).delete()
+    OutboxMessage.objects.filter(created_at__gte=started).delete()
 
 
 def test_drafts_created_at_the_same_instant_get_distinct_consecutive_numbers():

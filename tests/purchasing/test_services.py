@@ -17,6 +17,7 @@ from purchasing import services
 from purchasing.models import POState, PurchaseOrder, PurchaseOrderLine, Receipt, SupplierSKU
 from tests.factories import SKUFactory, WarehouseFactory
 from tests.purchasing.factories import SupplierFactory, SupplierSKUFactory, costly_po, make_po
+from tests.purchasing.support import deliver_emails
 
 pytestmark = pytest.mark.usefixtures("alpha")
 
@@ -125,13 +126,11 @@ def test_viewers_and_warehouse_staff_cannot_draft(people):
 # --- Submitting and approval ---------------------------------------------------------------
 
 
-def test_a_small_po_is_auto_approved_and_sent_with_its_pdf(
-    people, mails, django_capture_on_commit_callbacks
-):
+def test_a_small_po_is_auto_approved_and_sent_with_its_pdf(people, mails):
     po = costly_po(CEILING - Decimal("0.01"), actor=people.buyer)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        po = services.submit(po, actor=people.buyer)
+    po = services.submit(po, actor=people.buyer)
+    assert deliver_emails() == ["done"]
 
     assert po.state == POState.SENT and po.sent_at and po.approved_at
     request = services.current_request(po)
@@ -145,12 +144,11 @@ def test_a_small_po_is_auto_approved_and_sent_with_its_pdf(
         "purchase_order.pending_approval",
         "purchase_order.approved",
         "purchase_order.sent",
+        "purchase_order.emailed",
     ]
 
 
-def test_a_large_po_waits_then_is_sent_once_approved(
-    people, mails, django_capture_on_commit_callbacks
-):
+def test_a_large_po_waits_then_is_sent_once_approved(people, mails):
     po = costly_po(Decimal("5000"), actor=people.buyer)
 
     po = services.submit(po, actor=people.buyer)
@@ -160,8 +158,8 @@ def test_a_large_po_waits_then_is_sent_once_approved(
     assert request.facts["supplier"] == po.supplier.code
     assert request.title == f"{po.number} · {po.supplier.name} · 1 line"
 
-    with django_capture_on_commit_callbacks(execute=True):
-        approvals.approve(request, actor=people.owner)
+    approvals.approve(request, actor=people.owner)
+    assert deliver_emails() == ["done"]
 
     po.refresh_from_db()
     assert po.state == POState.SENT and po.times_sent == 1
@@ -193,13 +191,11 @@ def test_a_po_in_another_currency_always_needs_approval(people):
 # --- Editing ---------------------------------------------------------------------------------
 
 
-def test_editing_a_sent_po_upward_reopens_approval_and_resends_after(
-    people, mails, django_capture_on_commit_callbacks
-):
+def test_editing_a_sent_po_upward_reopens_approval_and_resends_after(people, mails):
     sku = SKUFactory()
     po = make_po((sku, 50), actor=people.buyer)  # 500.00: auto-approved
-    with django_capture_on_commit_callbacks(execute=True):
-        po = services.submit(po, actor=people.buyer)
+    po = services.submit(po, actor=people.buyer)
+    assert deliver_emails() == ["done"]
     assert po.state == POState.SENT
     first, placed = services.current_request(po), po.sent_at
 
@@ -212,8 +208,8 @@ def test_editing_a_sent_po_upward_reopens_approval_and_resends_after(
     assert amendment.state == RequestState.PENDING and amendment.subject_version == 2
     assert services.open_quantities([sku.pk]) == {}  # not on order while pending
 
-    with django_capture_on_commit_callbacks(execute=True):
-        approvals.approve(amendment, actor=people.owner)
+    approvals.approve(amendment, actor=people.owner)
+    assert deliver_emails() == ["done"]
 
     po.refresh_from_db()
     assert po.state == POState.SENT and po.times_sent == 2
@@ -457,17 +453,15 @@ def test_an_expired_request_returns_the_po_to_draft(people):
     assert request.state == RequestState.EXPIRED
 
 
-def test_a_covered_downward_edit_of_a_sent_po_is_re_sent_as_an_amendment(
-    people, mails, django_capture_on_commit_callbacks
-):
+def test_a_covered_downward_edit_of_a_sent_po_is_re_sent_as_an_amendment(people, mails):
     sku = SKUFactory()
     po = services.submit(make_po((sku, 200), actor=people.buyer), actor=people.buyer)
-    with django_capture_on_commit_callbacks(execute=True):
-        approvals.approve(services.current_request(po), actor=people.owner)
+    approvals.approve(services.current_request(po), actor=people.owner)
+    assert deliver_emails() == ["done"]
     approved = services.current_request(po)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        po = services.update_lines(po, lines=[services.DraftLine(sku, 150)], actor=people.buyer)
+    po = services.update_lines(po, lines=[services.DraftLine(sku, 150)], actor=people.buyer)
+    assert deliver_emails() == ["done"]
 
     approved.refresh_from_db()
     assert po.state == POState.SENT and po.times_sent == 2 and po.version == 2
@@ -491,15 +485,13 @@ def test_only_the_requester_or_an_admin_withdraws_a_pending_po(people):
     assert po.state == POState.CANCELLED
 
 
-def test_without_any_po_policy_a_submitted_po_goes_straight_out(
-    people, mails, django_capture_on_commit_callbacks
-):
+def test_without_any_po_policy_a_submitted_po_goes_straight_out(people, mails):
     for policy in ApprovalPolicy.objects.filter(subject_type="purchase_order"):
         approvals.update_policy(policy, actor=people.owner, is_enabled=False)
     po = costly_po(Decimal("99999"), actor=people.buyer)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        po = services.submit(po, actor=people.buyer)
+    po = services.submit(po, actor=people.buyer)
+    assert deliver_emails() == ["done"]
 
     assert po.state == POState.SENT and po.continuation_key == ""
     assert services.current_request(po) is None
