@@ -765,9 +765,7 @@ def test_a_diverging_final_fit_hands_over_to_the_next_best_method(monkeypatch):
             return type(forecast)(forecast.mean - 1e12, forecast.lower, forecast.upper)
 
     monkeypatch.setitem(METHODS, "late_diverging", LateDiverging)
-    config = EngineConfig(
-        candidates={DemandClass.INTERMITTENT: ("late_diverging",)}, combine=0
-    )
+    config = EngineConfig(candidates={DemandClass.INTERMITTENT: ("late_diverging",)}, combine=0)
     y = intermittent_history(16)
     result = forecast_series(y, h=6, freq="M", config=config)
 
