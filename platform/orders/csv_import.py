@@ -28,7 +28,7 @@ from django.core.validators import validate_email
 
 from approvals.services import current_brand
 from orders.models import Order, OrderLine, OrderStatus, OrderType, ServiceLevel
-from orders.services import LineInput, OrderInput, ingest_orders
+from orders.services import HEADER_FIELDS, LineInput, OrderInput, ingest_orders
 
 MAX_ROWS = 5_000
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -37,32 +37,9 @@ DEFAULT_CHANNEL = "csv"
 MAX_PROBLEMS = 200
 
 REQUIRED = ("external_id", "placed_at", "sku", "quantity", "unit_price")
-# The order's own columns: every row of one order must carry the same values.
-ORDER_COLUMNS = (
-    "channel",
-    "placed_at",
-    "updated_at",
-    "status",
-    "currency",
-    "order_type",
-    "service_level",
-    "customer_name",
-    "customer_email",
-    "ship_name",
-    "ship_company",
-    "ship_line1",
-    "ship_line2",
-    "ship_city",
-    "ship_state",
-    "ship_postal_code",
-    "ship_country",
-    "ship_phone",
-    "is_gift",
-    "is_vip",
-    "is_repeat_customer",
-    "fraud_flag",
-    "note",
-)
+# The order's own columns: every row of one order must carry the same values. Past the
+# channel, times and status they are the order header fields ingestion copies.
+ORDER_COLUMNS = ("channel", "placed_at", "updated_at", "status", *HEADER_FIELDS)
 LINE_COLUMNS = ("line_id", "sku", "title", "quantity", "unit_price")
 COLUMNS = ("external_id", *ORDER_COLUMNS, *LINE_COLUMNS)
 TEXT_LIMITS = {
