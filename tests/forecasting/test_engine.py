@@ -721,6 +721,44 @@ def test_backtest_keeps_the_oldest_origins_parameters_unless_told_to_reestimate(
     assert fixed.score.ok and again.score.ok
 
 
+def test_re_estimates_start_from_the_arima_order_but_not_from_old_ets_estimates():
+    rng = np.random.default_rng(44)
+    y = seasonal_series(rng, 96)
+    ets, arima = ETS().fit(y[:60], m=12), AutoArima().fit(y[:60], m=12, freq="M")
+
+    assert ets.structure(ets.params()) == {"trend": True, "damped": True, "season": 12}
+    assert arima.structure(arima.params()) == arima.params()
+    combo = Combination(members=(ETS(), AutoArima()))
+    seeded = combo.structure({"members": {"ets": ets.params(), "auto_arima": arima.params()}})
+    assert seeded == {"members": {"ets": ets.structure(ets.params()), "auto_arima": arima.params()}}
+
+    # A re-estimated backtest origin fits ETS as a fresh fit on that history would.
+    origins = cutoffs(len(y), 12, 3, 24)
+    run = backtest_forecasts(ETS(), y, m=12, freq="M", h=12, origins=origins, reestimate=True)
+    fresh = ETS().fit(y[: origins[-1]], m=12, freq="M").forecast(12, ()).mean
+    np.testing.assert_allclose(run.forecasts[-1], fresh)
+
+
+def test_the_final_ets_fit_is_a_fresh_estimate_on_the_whole_history():
+    rng = np.random.default_rng(45)
+    y = seasonal_series(rng, 96)
+    config = EngineConfig(
+        candidates={DemandClass.SMOOTH: (BASELINE, "ets"), DemandClass.ERRATIC: (BASELINE, "ets")},
+        baseline_competes=(),
+        combine=0,
+    )
+
+    result = forecast_series(y, h=12, m=12, config=config)
+
+    assert result.method == "ets"
+    expected = ETS().fit(y, m=12).forecast(12, LEVELS)
+    np.testing.assert_allclose(result.mean, expected.mean)
+    np.testing.assert_allclose(result.forecast.upper[95.0], expected.upper[95.0])
+    # The nightly warm path still starts from the stored estimates.
+    warm = forecast_series(y, h=12, m=12, config=config, warm=result.warm_state())
+    assert warm.warm_started and warm.method == "ets"
+
+
 class _Diverging(ADIDA):
     """ADIDA whose forecast diverges, as a filter run with unstable parameters can."""
 

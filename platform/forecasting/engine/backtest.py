@@ -14,8 +14,9 @@ used, then the mean level, and a history of zeros scales by 1 (so its score is t
 MAE). A method's score is the mean over origins.
 
 Parameters inside the backtest: the first (oldest) origin fits from scratch. Later
-origins either re-estimate, warm-started from it (`reestimate=True`; auto_arima keeps the
-order, so there is one order search per series, on data that ends before every window),
+origins either re-estimate, seeded with its structure (`reestimate=True`,
+`ForecastMethod.structure`; auto_arima keeps the order, so there is one order search per
+series, on data that ends before every window; ETS starts afresh),
 or keep its estimated parameters (`ForecastMethod.refit_fixed`: ETS and ARIMA run their
 filter over the longer history, with no search and no optimisation), as a production
 model does between weekly refits — 4–10× cheaper for daily ETS and auto_arima. The engine
@@ -185,7 +186,8 @@ def backtest_forecasts(
                 model = first = method.clone().fit(y[:cutoff], m=m, freq=freq)
                 warm = first.params()
             elif reestimate:
-                model = method.clone().fit(y[:cutoff], m=m, freq=freq, warm=warm)
+                seed = method.structure(warm)
+                model = method.clone().fit(y[:cutoff], m=m, freq=freq, warm=seed)
             else:
                 model = first.refit_fixed(y[:cutoff])
             forecasts.append(model.forecast(h, levels=()).mean)

@@ -537,7 +537,12 @@ class _Run:
             if chosen not in names:
                 chosen = BASELINE
         backtest_seconds = time.perf_counter() - started
-        warm_params = {name: run.warm for name, run in runs.items()}
+        # The final fit on the whole history keeps what the backtest's search found (the
+        # ARIMA order) but estimates afresh (see `ForecastMethod.structure`).
+        warm_params = {
+            name: make_method(name, config, self.profile).structure(run.warm)
+            for name, run in runs.items()
+        }
         warm_params[COMBINATION] = {"members": {name: warm_params[name] for name in members}}
 
         started = time.perf_counter()

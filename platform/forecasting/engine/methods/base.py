@@ -186,6 +186,16 @@ class ForecastMethod(ABC):
             raise RuntimeError(f"{self.name}: fit() before refit_fixed()")
         return self.clone().fit(y, m=self.m, freq=self.freq, warm=self.params())
 
+    def structure(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """What of an earlier fit's `params()` a fresh estimate on another history keeps.
+
+        The engine seeds its final fit and the re-estimated backtest origins with this:
+        the model structure a costly search found (ARIMA: the order), never estimates to
+        polish. The default keeps everything, which is what the cheap methods and ARIMA
+        need; ETS keeps nothing of its estimates (see `ETS.structure`).
+        """
+        return dict(params)
+
     def clone(self) -> Self:
         """An unfitted copy with the same configuration."""
         return dataclasses.replace(self)

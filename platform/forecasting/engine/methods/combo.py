@@ -61,6 +61,15 @@ class Combination(ForecastMethod):
             {level: np.mean([part.upper[level] for part in parts], axis=0) for level in levels},
         )
 
+    def structure(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        stored = params.get("members") or {}
+        return {
+            "members": {
+                member.name: member.structure(stored.get(member.name) or {})
+                for member in self.members
+            }
+        }
+
     def clone(self) -> Self:
         return dataclasses.replace(self, members=tuple(m.clone() for m in self.members))
 

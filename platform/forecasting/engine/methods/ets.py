@@ -96,6 +96,19 @@ class ETS(ForecastMethod):
             for name, value in zip(result.model.param_names, result.params, strict=True)
         }
 
+    def structure(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Nothing of the estimates: a fit on another history starts from statsmodels'
+        own starting values (heuristic initial states, default smoothing weights).
+
+        Started from the estimates of a fit on a shorter history, the optimiser stays in
+        that fit's basin: on the Australian retail hold-out the final fit reached a higher
+        in-sample likelihood on 32 of 48 series, and forecast worse (RMSSE 0.663 against
+        0.611 from the default start; 0.739 against 0.730 one horizon earlier). The
+        nightly warm path still starts from the stored estimates: there the history has
+        grown by a day, not by a season.
+        """
+        return {key: value for key, value in params.items() if key != "params"}
+
     def refit_fixed(self, y: Any) -> Self:
         """The fitted parameters (smoothing weights, damping, initial states) run over the
         longer history by the model's filter, with the same two-pass gap filling as `fit`.
