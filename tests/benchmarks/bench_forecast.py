@@ -340,7 +340,10 @@ def main() -> None:
         reports[dataset.name] = run_dataset(dataset, args.data, size, args.jobs, args.smoke)
 
     print("\n== summary (RMSSE on the hold-out)")
-    print(f"  {'set':<12}{'series':>7}{'chosen':>9}{'s. naive':>10}  best single")
+    print(
+        f"  {'set':<12}{'series':>7}{'chosen':>9}{'s. naive':>10}  best single"
+        "   chosen - best single (95 % paired bootstrap interval)"
+    )
     below_naive, not_worse = [], []
     for name, report in reports.items():
         chosen, baseline, best = (
@@ -348,9 +351,10 @@ def main() -> None:
             report.row("seasonal_naive"),
             report.best_single(),
         )
+        diff, lower, upper = report.paired_difference("chosen", best.method)
         print(
             f"  {name:<12}{report.series:>7}{chosen.rmsse:>9.3f}{baseline.rmsse:>10.3f}"
-            f"  {best.method} {best.rmsse:.3f}"
+            f"  {best.method} {best.rmsse:.3f}   {diff:+.4f} ({lower:+.4f} .. {upper:+.4f})"
         )
         if not chosen.rmsse < baseline.rmsse:
             below_naive.append(name)

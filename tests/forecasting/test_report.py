@@ -49,6 +49,29 @@ def test_rows_hold_the_mean_hold_out_scores_of_each_method():
     assert report.wall_seconds > 0 and report.series_per_second > 0
 
 
+def test_paired_difference_is_the_mean_gap_with_a_bootstrap_interval():
+    report = BacktestReport(
+        h=1, freq="M", m=12, rows=(), series=0, skipped=0, wall_seconds=1.0, n_jobs=1
+    )
+    rng = np.random.default_rng(7)
+    gaps = rng.normal(0.05, 0.02, 200)
+    report.scores = {i: {"a": (0.0, 1.0 + gap), "b": (0.0, 1.0)} for i, gap in enumerate(gaps)}
+
+    diff, lower, upper = report.paired_difference("a", "b")
+
+    assert diff == pytest.approx(gaps.mean())
+    half = 1.96 * gaps.std(ddof=1) / math.sqrt(len(gaps))  # the normal-theory interval
+    assert lower == pytest.approx(diff - half, abs=0.001)
+    assert upper == pytest.approx(diff + half, abs=0.001)
+    assert report.paired_difference("a", "b") == (diff, lower, upper)  # seeded
+    # one odd series among equal ones widens the interval to cover zero
+    report.scores = {i: {"a": (0.0, 1.0), "b": (0.0, 1.0)} for i in range(29)}
+    report.scores[29] = {"a": (0.0, 1.3), "b": (0.0, 1.0)}
+    diff, lower, upper = report.paired_difference("a", "b")
+    assert diff == pytest.approx(0.01) and lower == 0.0 and upper > diff
+    assert report.paired_difference("a", "b", metric="mase") == (0.0, 0.0, 0.0)
+
+
 def test_errors_are_scaled_from_the_first_sale_on():
     # given a product listed 30 months before it first sold
     rng = np.random.default_rng(1)
