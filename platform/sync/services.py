@@ -87,7 +87,7 @@ import random
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,7 +96,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db import connection as db
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from audit.context import current_actor
@@ -1150,21 +1150,38 @@ def _push_tracking(work: _Work) -> None:
     makes it at most every TRACKING_RECONCILE_EVERY, a person's "Sync now" always."""
     if not _reconcile_due(work, STREAM_TRACKING, TRACKING_RECONCILE_EVERY):
         return
-    reported = 0
-    for fo_id in pending_tracking(work.conn).values_list("pk", flat=True)[:MAX_PUSHES_PER_RUN]:
-        result = send_tracking(work.conn, work.connector, fo_id)
+    pending = pending_tracking(work.conn).values_list("pk", flat=True)
+    if _push_pending(work, STREAM_TRACKING, pending, send_tracking, "reported", "not_reported"):
+        work.checkpoint(STREAM_TRACKING, None)
+
+
+def _push_pending(
+    work: _Work,
+    stream: str,
+    pending: QuerySet,
+    send: Callable[[Connection, Any, int], PushResult],
+    sent_key: str,
+    refused_key: str,
+) -> bool:
+    """Send up to MAX_PUSHES_PER_RUN pending fulfillment orders with `send`, counting
+    what went and recording refusals as the stream's errors; progress is saved every 20
+    sends so a long pass shows it. False when the run's time ran out first (the stream is
+    then left unfinished for the next run)."""
+    sent = 0
+    for fo_id in pending[:MAX_PUSHES_PER_RUN]:
+        result = send(work.conn, work.connector, fo_id)
         if result.outcome == REFUSED:
-            work.counts["not_reported"] += 1
-            work.error(STREAM_TRACKING, "refused", result.message, result.ref)
+            work.counts[refused_key] += 1
+            work.error(stream, "refused", result.message, result.ref)
         elif result.outcome == SENT:
-            work.counts["reported"] += 1
-            reported += 1
-            if reported % 20 == 0:
-                work.save_progress(STREAM_TRACKING)
+            work.counts[sent_key] += 1
+            sent += 1
+            if sent % 20 == 0:
+                work.save_progress(stream)
         if work.out_of_time():
-            work.unfinished.append(STREAM_TRACKING)
-            return
-    work.checkpoint(STREAM_TRACKING, None)
+            work.unfinished.append(stream)
+            return False
+    return True
 
 
 def _reconcile_due(work: _Work, stream: str, every: timedelta) -> bool:
@@ -1311,21 +1328,8 @@ def send_fulfillment(conn: Connection, connector: Any, fo_id: int) -> PushResult
 
 def _push_fulfillments(work: _Work) -> None:
     """Reconciliation pass of the fulfillments stream (see pending_fulfillments)."""
-    sent = 0
     pending = pending_fulfillments(work.conn).values_list("pk", flat=True)
-    for fo_id in pending[:MAX_PUSHES_PER_RUN]:
-        result = send_fulfillment(work.conn, work.connector, fo_id)
-        if result.outcome == REFUSED:
-            work.counts["not_sent"] += 1
-            work.error(STREAM_FULFILLMENTS, "refused", result.message, result.ref)
-        elif result.outcome == SENT:
-            work.counts["sent"] += 1
-            sent += 1
-            if sent % 20 == 0:
-                work.save_progress(STREAM_FULFILLMENTS)
-        if work.out_of_time():
-            work.unfinished.append(STREAM_FULFILLMENTS)
-            return
+    _push_pending(work, STREAM_FULFILLMENTS, pending, send_fulfillment, "sent", "not_sent")
 
 
 def _fulfillment_for(conn: Connection, request_id: str) -> FulfillmentOrder | None:
