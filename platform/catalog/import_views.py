@@ -148,9 +148,10 @@ class TemplateView(RoleRequiredMixin, View):
     permission = "catalog.import"
 
     def get(self, request: HttpRequest, kind: str) -> StreamingHttpResponse:
-        if kind not in imports.TEMPLATES:
+        rows = imports.template(kind)
+        if rows is None:
             raise Http404("No template of that kind.")
-        return _csv_response(imports.TEMPLATES[kind], f"{kind}-template.csv")
+        return _csv_response(rows, f"{kind}-template.csv")
 
 
 class ExportItemsView(RoleRequiredMixin, View):

@@ -1,4 +1,5 @@
-"""CSV import and export of the item master and of opening stock.
+"""CSV import and export of the item master and of opening stock (sales history is a third
+kind of import run through the same jobs; its rules are in forecasting.history_import).
 
 Flow (views and tasks only call these functions):
 
@@ -45,7 +46,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -79,6 +80,9 @@ from catalog.models import (
     WeightUnit,
 )
 from catalog.services import SKU_FIELDS, _jsonable
+
+if TYPE_CHECKING:
+    from forecasting.history_import import SalesPlan
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_ROWS = 200_000
@@ -302,7 +306,7 @@ class _Bad(Exception):
         self.message = message
 
 
-def _decimal(text: str, name: str) -> Decimal | None:
+def _decimal(text: str, name: str, limits: tuple[int, int] | None = None) -> Decimal | None:
     if text == "":
         return None
     if not _DECIMAL_RE.fullmatch(text):
@@ -313,7 +317,7 @@ def _decimal(text: str, name: str) -> Decimal | None:
     value = Decimal(text)
     if value < 0:
         raise _Bad("negative_number", "This cannot be negative.")
-    max_whole, max_places = _DECIMAL_LIMITS[name]
+    max_whole, max_places = limits or _DECIMAL_LIMITS[name]
     places = max(-value.as_tuple().exponent, 0)
     whole_digits = len(str(int(value))) if int(value) else 0
     if places > max_places:
@@ -1167,10 +1171,15 @@ def _read(job: ImportJob) -> bytes:
         return handle.read()
 
 
-def _plan(job: ImportJob, *, lock: bool, progress: Progress) -> ItemPlan | StockPlan:
+def _plan(job: ImportJob, *, lock: bool, progress: Progress) -> ItemPlan | StockPlan | SalesPlan:
     data = _read(job)
     if job.kind == ImportKind.ITEMS:
         return plan_items(data, lock=lock, progress=progress)
+    if job.kind == ImportKind.SALES_HISTORY:
+        # forecasting builds on this module, so it is imported here, not at the top
+        from forecasting.history_import import plan_sales
+
+        return plan_sales(data, progress=progress)
     return plan_stock(data, progress=progress)
 
 
@@ -1245,6 +1254,13 @@ def apply_job(job_id: int) -> ImportJob:
                         raise ImportInvalid(plan.problems, plan.order)
                     copy_create(_write_items(plan, progress))
                     counts: dict[str, Any] = plan.counts
+                elif job.kind == ImportKind.SALES_HISTORY:
+                    from forecasting.history_import import write_sales
+
+                    plan = _plan(job, lock=False, progress=progress)
+                    if plan.problems:
+                        raise ImportInvalid(plan.problems, plan.order)
+                    counts = write_sales(plan.rows, job_id=job.pk, progress=progress)
                 else:
                     plan = _plan(job, lock=False, progress=progress)
                     if plan.problems:
@@ -1379,6 +1395,15 @@ def iter_stock_csv() -> Iterator[list[str]]:
         promisable = status == StockStatus.SELLABLE and active
         available = atp(quantity, reserved, buffer) if promisable else 0
         yield [_cell(code), _cell(warehouse), status, str(quantity), str(reserved), str(available)]
+
+
+def template(kind: str) -> list[list[str]] | None:
+    """The example file offered for download for each kind of import."""
+    if kind == ImportKind.SALES_HISTORY:
+        from forecasting.history_import import TEMPLATE
+
+        return TEMPLATE
+    return TEMPLATES.get(kind)
 
 
 TEMPLATES: dict[str, list[list[str]]] = {

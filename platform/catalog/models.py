@@ -224,6 +224,7 @@ class UnmappedListing(models.Model):
 class ImportKind(models.TextChoices):
     ITEMS = "items", "Item master"
     OPENING_STOCK = "opening_stock", "Opening stock"
+    SALES_HISTORY = "sales_history", "Sales history"
 
 
 class ImportStatus(models.TextChoices):

@@ -3,6 +3,8 @@
 - `DemandDay` is the demand history the engine reads: units sold per SKU × channel ×
   warehouse × brand-local day, rebuilt from orders by `services.rebuild_demand`. Returns sit
   in their own column so they never net sales down (the engine refuses negative demand).
+- `ImportedSale` is sales history from before Keel (a CSV import): it fills the demand
+  history on the days before Keel's first order from its channel.
 - `StockoutDay` marks days with no sellable stock anywhere: the engine reads those days as
   missing, not as zero demand.
 - `ForecastRun` is one nightly (or manual) run, split into `ForecastChunk`s that workers
@@ -58,6 +60,50 @@ class DemandDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku_id} {self.channel or '-'} {self.day}: {self.units}"
+
+
+class ImportedSale(models.Model):
+    """Units (and revenue) sold on one day before Keel, from a sales-history import.
+
+    A brand arrives with years of sales in Shopify, a spreadsheet or its old system; without
+    them the first forecasts would see days, not seasons. `rebuild_demand` adds these rows
+    to the demand history only on days before Keel's first order from the same channel
+    (blank channel: before its first order from any channel), so a day is never counted
+    from both sources. `stockout` marks a day the SKU could not sell (read as missing).
+    """
+
+    sku = models.ForeignKey(SKU, on_delete=models.CASCADE, related_name="+")
+    # Blank: history not split by channel.
+    channel = models.CharField(max_length=100, blank=True)
+    warehouse = models.ForeignKey(
+        Warehouse, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    day = models.DateField()
+    units = models.PositiveIntegerField(default=0)
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    stockout = models.BooleanField(default=False)
+    import_job = models.ForeignKey(
+        "catalog.ImportJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["sku_id", "day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sku", "channel", "warehouse", "day"],
+                name="imported_sale_once",
+                nulls_distinct=False,
+            ),
+            models.CheckConstraint(
+                condition=models.Q(revenue__isnull=True) | models.Q(revenue__gte=0),
+                name="imported_sale_revenue_not_negative",
+            ),
+        ]
+        indexes = [models.Index(fields=["day", "sku"], name="imported_sale_by_day")]
+
+    def __str__(self) -> str:
+        return f"{self.sku_id} {self.channel or '-'} {self.day}: {self.units} (imported)"
 
 
 class StockoutDay(models.Model):

@@ -77,6 +77,7 @@ from forecasting.models import (
     ForecastFailure,
     ForecastRun,
     ForecastSettings,
+    ImportedSale,
     RunKind,
     RunState,
     Segment,
@@ -142,6 +143,12 @@ def _lock(name: str) -> None:
     key = f"{connection.schema_name}:{name}"
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LOCK_CLASS, key])
+
+
+def lock_demand_history() -> None:
+    """Hold the demand-history lock until the transaction ends (rebuilds and history
+    imports take it, so one waits for the other)."""
+    _lock("demand")
 
 
 def _table(model) -> str:
@@ -276,7 +283,40 @@ def trailing_revenue(*, today: date | None = None, days: int | None = None) -> d
     }
     for row in sold:
         revenue[row["sku_id"]] = Decimal(row["revenue"] or 0).quantize(Decimal("0.01"))
+    cutover = first_order_days()
+    imported = ImportedSale.objects.filter(
+        day__gte=today - timedelta(days=days), day__lt=today, revenue__isnull=False
+    ).values_list("sku_id", "channel", "day", "revenue")
+    for sku_id, channel, day, value in imported:
+        if cutover.counts(channel, day):
+            revenue[sku_id] = revenue.get(sku_id, Decimal("0")) + value
     return revenue
+
+
+@dataclass(frozen=True)
+class Cutover:
+    """Where imported sales history ends: the brand-local day of Keel's first order per
+    channel. An imported row counts only before its channel's first order (a blank channel:
+    before the first order of any channel), so no day is counted twice."""
+
+    by_channel: dict[str, date]
+
+    @property
+    def first_any(self) -> date | None:
+        return min(self.by_channel.values(), default=None)
+
+    def first(self, channel: str) -> date | None:
+        return self.by_channel.get(channel) if channel else self.first_any
+
+    def counts(self, channel: str, day: date) -> bool:
+        first = self.first(channel)
+        return first is None or day < first
+
+
+def first_order_days() -> Cutover:
+    tz = brand_timezone()
+    rows = Order.objects.values_list("channel").annotate(first=Min("placed_at"))
+    return Cutover({channel: first.astimezone(tz).date() for channel, first in rows})
 
 
 def recompute_segments(*, today: date | None = None) -> dict[str, int]:
@@ -340,6 +380,7 @@ def rebuild_demand(*, since: date | None = None) -> int:
         "cancelled": OrderStatus.CANCELLED.value,
         "closed_fo": [FulfillmentStatus.CANCELLED.value, FulfillmentStatus.REJECTED.value],
         "return_kind": MovementKind.RETURN.value,
+        "since_day": since or date(1970, 1, 1),
     }
     # Table names from the models, values bound.
     sql = f"""
@@ -378,6 +419,19 @@ def rebuild_demand(*, since: date | None = None) -> int:
         ) b ON TRUE
         WHERE l.is_bundle
     ),
+    first_order AS (
+        SELECT channel, MIN((placed_at AT TIME ZONE %(tz)s)::date) AS day
+        FROM {_table(Order)} GROUP BY channel
+    ),
+    imported AS (
+        SELECT i.sku_id, i.channel, i.warehouse_id, i.day, i.units
+        FROM {_table(ImportedSale)} i
+        LEFT JOIN first_order f ON f.channel = i.channel
+        WHERE i.day >= %(since_day)s AND i.units > 0
+          AND i.day < COALESCE(
+              CASE WHEN i.channel = '' THEN (SELECT MIN(day) FROM first_order) ELSE f.day END,
+              'infinity'::date)
+    ),
     returns AS (
         SELECT m.sku_id, COALESCE(o.channel, '') AS channel, m.warehouse_id,
                (m.created_at AT TIME ZONE %(tz)s)::date AS day, m.quantity AS returned
@@ -389,6 +443,8 @@ def rebuild_demand(*, since: date | None = None) -> int:
     SELECT sku_id, channel, warehouse_id, day, SUM(units)::int, SUM(returned)::int
     FROM (
         SELECT sku_id, channel, warehouse_id, day, units, 0 AS returned FROM sales
+        UNION ALL
+        SELECT sku_id, channel, warehouse_id, day, units, 0 FROM imported
         UNION ALL
         SELECT sku_id, channel, warehouse_id, day, 0, returned FROM returns
     ) all_rows
@@ -456,6 +512,14 @@ def rebuild_stockouts(*, since: date | None = None, today: date | None = None) -
             if low is not None and low <= 0:
                 out_days[sku_id].add(day)
             day += timedelta(days=1)
+
+    cutover = first_order_days()
+    flagged = ImportedSale.objects.filter(stockout=True)
+    if since is not None:
+        flagged = flagged.filter(day__gte=since)
+    for sku_id, channel, day in flagged.values_list("sku_id", "channel", "day"):
+        if cutover.counts(channel, day):
+            out_days[sku_id].add(day)
 
     # A bundle cannot sell on a day one of its components is out.
     components: dict[int, list[int]] = defaultdict(list)
