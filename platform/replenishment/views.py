@@ -82,6 +82,7 @@ def _orderable(rows) -> dict[tuple[str, int], int]:
         rows.filter(
             status=RecommendationStatus.OPEN, suggested_quantity__gt=0, supplier__isnull=False
         )
+        .order_by()  # the board's ordering would split the GROUP BY into single rows
         .values_list("state", "supplier_id")
         .annotate(n=Count("id"))
     )
@@ -125,7 +126,10 @@ class BoardView(RoleRequiredMixin, View):
             rows = _filtered(params, day)
             orderable = _orderable(rows)
             counts = dict(
-                rows.values_list("state").annotate(n=Count("id")).values_list("state", "n")
+                rows.order_by()
+                .values_list("state")
+                .annotate(n=Count("id"))
+                .values_list("state", "n")
             )
             for value in [state] if state else STATE_ORDER:
                 subset = rows.filter(state=value)

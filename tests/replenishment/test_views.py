@@ -73,6 +73,27 @@ def test_board_groups_rows_by_state_with_their_reasons(planned, as_role):
     assert "Create draft PO" not in body
 
 
+def test_counts_cover_every_row_of_a_state_and_of_a_supplier_group(today, as_role):
+    first = stocked(on_hand=150, code="CALM-1", cost="0.10")
+    rows = [first] + [
+        stocked(on_hand=150, code=f"CALM-{i}", cost="0.10", supplier=first.supplier) for i in (2, 3)
+    ]
+    for row in rows:
+        history(row.sku, today, [10] * 56)
+        forecast(row.sku, today, mean=10, spread=2)
+    services.plan(today=today)
+    assert Recommendation.objects.filter(state="healthy", suggested_quantity__gt=0).count() == 3
+
+    response = as_role(Role.BUYER).get("/replenishment/")
+
+    healthy = {s["state"]: s for s in response.context["sections"]}["healthy"]
+    assert healthy["count"] == 3
+    assert ("healthy", "Healthy", 3) in response.context["tiles"]
+    (group,) = healthy["groups"]
+    assert (len(group["rows"]), group["orderable"]) == (3, 3)
+    assert f"Create draft POs for {first.supplier.code} (3)" in response.content.decode()
+
+
 def test_one_click_creates_a_draft_po_and_swaps_the_row(planned, as_role):
     buyer = as_role(Role.BUYER)
     rec = planned["calm"]
