@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 from connectors.clock import Clock
 from connectors.config import validate_connection
 from connectors.errors import NotFoundError, PermanentError, WebhookVerificationError
+from connectors.sandbox import CHANNEL_INFO
 from connectors.sandbox.simulation import Simulation, SimulationConfig, demo_skus, stable_int
 from connectors.state import ConnectionState
 from connectors.types import (
@@ -118,23 +119,36 @@ class _Base:
         """Nothing to release."""
 
 
+def channel_simulation(config: Mapping[str, Any]) -> Simulation:
+    """The traffic a sandbox channel with these validated settings simulates."""
+    skus = tuple(config.get("skus") or demo_skus())
+    trending = config.get("trending_skus") or list(skus[:2])
+    return Simulation(
+        SimulationConfig(
+            seed=config["seed"],
+            skus=skus,
+            trending_skus=frozenset(trending),
+            orders_per_day=float(config["orders_per_day"]),
+            trend_multiplier=float(config["trend_multiplier"]),
+            currency=config["currency"],
+            channel=CHANNEL_INFO.name,
+        )
+    )
+
+
+def channel_history(settings: Mapping[str, Any], start: datetime, end: datetime) -> Iterator[Order]:
+    """Orders a sandbox channel with these settings had placed in ``[start, end)``: the
+    sales history it would have had before Keel (the demo brand imports it)."""
+    config = validate_connection(CHANNEL_INFO, settings, {})
+    return channel_simulation(config).placed_between(start, end)
+
+
 class SandboxChannel(_Base):
     """Simulated sales channel."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        trending = self.config.get("trending_skus") or list(self.skus[:2])
-        self.simulation = Simulation(
-            SimulationConfig(
-                seed=self.config["seed"],
-                skus=self.skus,
-                trending_skus=frozenset(trending),
-                orders_per_day=float(self.config["orders_per_day"]),
-                trend_multiplier=float(self.config["trend_multiplier"]),
-                currency=self.currency,
-                channel=self.info.name,
-            )
-        )
+        self.simulation = channel_simulation(self.config)
         self.backfill = timedelta(days=self.config["backfill_days"])
         self.page_span = timedelta(hours=self.config["page_hours"])
 

@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -245,6 +245,15 @@ class Simulation:
                     found.append(self._build(sim, as_of))
         found.sort(key=lambda o: (o.updated_at, o.external_id))
         return found
+
+    def placed_between(self, start: datetime, end: datetime) -> Iterator[Order]:
+        """Orders placed in ``[start, end)``, as of ``end`` (cancelled ones say so), in
+        the order they were placed: the channel's sales history before a connection's
+        backfill starts (the demo brand's imported history)."""
+        for hour in range(math.floor(start.timestamp() / 3600), math.ceil(end.timestamp() / 3600)):
+            for sim in self._hour(hour):
+                if start <= sim.placed_at < end:
+                    yield self._build(sim, end)
 
     def order(self, external_id: str, as_of: datetime) -> Order | None:
         """One order by id, as of ``as_of`` (``None`` if the id was never generated)."""

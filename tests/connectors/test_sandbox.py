@@ -12,7 +12,7 @@ from connectors.clock import VirtualClock
 from connectors.errors import NotFoundError, WebhookVerificationError
 from connectors.http import HttpContext
 from connectors.manager import make_test_manager
-from connectors.sandbox.connectors import webhook_delivery
+from connectors.sandbox.connectors import channel_history, webhook_delivery
 from connectors.sandbox.simulation import Simulation, SimulationConfig
 from connectors.state import MemoryState
 from connectors.types import (
@@ -108,6 +108,24 @@ def test_weekly_seasonality_and_trending_skus():
         return sum(line.sku == "CAP" for line in lines) / len(lines)
 
     assert cap_share(22, 27) > cap_share(0, 5) * 1.5
+
+
+def test_history_is_the_same_traffic_the_channel_pulls(clock: VirtualClock):
+    pulled, _ = pull_all(build(sandbox.CHANNEL, clock, backfill_days=14))
+    now = clock.now()
+    start = now - timedelta(days=14)
+
+    history = list(channel_history({"skus": SKUS}, start, now))
+
+    # order for order what the channel's backfill brings, placed in the window
+    assert {o.external_id: o for o in history} == {
+        o.external_id: o for o in pulled if o.placed_at >= start
+    }
+    assert [o.placed_at for o in history] == sorted(o.placed_at for o in history)
+    # and the day before the window is history of its own, with no order twice
+    earlier = list(channel_history({"skus": SKUS}, start - timedelta(days=1), start))
+    assert earlier and max(o.placed_at for o in earlier) < start
+    assert not {o.external_id for o in earlier} & {o.external_id for o in history}
 
 
 def test_some_orders_are_cancelled_later_as_updates(clock: VirtualClock):

@@ -1,10 +1,20 @@
-"""The demo brand's sandbox connections: orders arrive, route, go to the 3PL, ship."""
+"""The demo brand: sandbox orders arrive, route, go to the 3PL and ship; its imported
+history gives forecasts, segments and a replenishment plan from the first minute."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.db.models import Max, Min
 from django.utils import timezone
 
+from catalog.models import SKU
+from forecasting import services as forecasting
+from forecasting.models import DemandDay, ForecastRun, SkuForecast, SkuSegment
 from orders.models import FulfillmentOrder, Order
+from purchasing.models import Supplier
+from replenishment import services as replenishment
+from replenishment.models import Recommendation
 from sync import services
 from sync.demo import connect_demo
 from sync.models import Connection, FulfillmentPush, SyncRun
@@ -37,4 +47,45 @@ def test_demo_connections_make_orders_flow_through_the_sandbox(in_alpha, tasks):
         "channel",
     ]
     # and running the bootstrap again changes nothing
-    assert connect_demo() == ["Demo connections already exist."]
+    assert connect_demo() == ["The demo brand is already set up."]
+
+
+def test_demo_history_gives_forecasts_segments_and_a_replenishment_plan(in_alpha):
+    # given: the demo set-up
+    said = connect_demo()
+    assert any(line.startswith("Imported") for line in said), said
+    skus = list(SKU.objects.filter(is_bundle=False))
+    assert len(skus) == 12
+
+    # then: a year of daily demand per SKU from the sandbox channel, ending before its orders
+    days = DemandDay.objects.values("sku_id").annotate(first=Min("day"), last=Max("day"))
+    assert {row["sku_id"] for row in days} == {s.pk for s in skus}
+    for row in days:
+        assert (row["last"] - row["first"]).days >= 360
+        assert row["last"] < forecasting.brand_today() - timedelta(days=1)
+    assert set(DemandDay.objects.values_list("channel", flat=True)) == {"sandbox"}
+
+    # segments ranked by the imported revenue; every SKU forecast from its history
+    assert SkuSegment.objects.count() == 12
+    assert set(SkuSegment.objects.values_list("segment", flat=True)) == {
+        "hero",
+        "supporting",
+        "tail",
+        "discontinue",
+    }
+    run = ForecastRun.objects.get()
+    assert (run.state, run.done, run.failed) == ("succeeded", 12, 0)
+    assert not SkuForecast.objects.filter(demand_class="new").exists()
+    assert all(f.daily_mean > 1 for f in SkuForecast.objects.all())
+
+    # and the day's plan is made: suppliers for every SKU, one draft PO per supplier
+    assert Supplier.objects.count() == 2
+    assert Recommendation.objects.filter(sku__in=skus).count() == 24  # 12 SKUs x 2 warehouses
+    recs = Recommendation.objects.filter(suggested_quantity__gt=0)
+    assert recs.exists() and not recs.filter(supplier__isnull=True).exists()
+    for rec in recs:
+        assert rec.suggested_quantity >= rec.moq
+        assert rec.suggested_quantity % rec.case_pack == 0
+    pos = replenishment.create_draft_pos([r.pk for r in recs], actor=None)
+    assert {po.supplier.code for po in pos} <= {"BLANKS", "CAPWORKS"}
+    assert len(pos) == len({(r.supplier_id, r.warehouse_id) for r in recs})
