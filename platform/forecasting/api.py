@@ -18,7 +18,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import F, Sum
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -57,6 +57,11 @@ class ForecastSerializer(serializers.ModelSerializer):
         help_text='Daily bounds by level: {"80": {"lower": [...], "upper": [...]}, "95": ...}'
     )
 
+    backtest = serializers.SerializerMethodField(
+        help_text='Each candidate\'s backtest scores: {"ets": {"rmsse": 0.71, "mase": 0.75}, ...}. '
+        "The engine chooses by RMSSE; `scores` repeats the MASE alone."
+    )
+
     class Meta:
         model = SkuForecast
         fields = [
@@ -77,6 +82,7 @@ class ForecastSerializer(serializers.ModelSerializer):
             "mean",
             "intervals",
             "scores",
+            "backtest",
             "warm_started",
             "launch_profile",
         ]
@@ -100,6 +106,14 @@ class ForecastSerializer(serializers.ModelSerializer):
 
     def get_hi95_28(self, obj: SkuForecast) -> float:
         return round(self._summary(obj).hi95_28, 3)
+
+    @extend_schema_field(serializers.DictField(child=serializers.DictField()))
+    def get_backtest(self, obj: SkuForecast) -> dict[str, dict[str, float | None]]:
+        full = getattr(obj, "backtest_scores", None) or {}
+        return {
+            name: {"rmsse": (full.get(name) or {}).get("rmsse"), "mase": mase}
+            for name, mase in obj.scores.items()
+        }
 
     @extend_schema_field(serializers.DictField(child=IntervalSerializer()))
     def get_intervals(self, obj: SkuForecast) -> dict[str, dict[str, list[float]]]:
@@ -141,7 +155,12 @@ class ForecastViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     required_permissions = {"list": "forecasting.view", "retrieve": "forecasting.view"}
 
     def get_queryset(self):
-        return SkuForecast.objects.select_related("sku", "sku__segment").defer("warm")
+        # Only the scores of the (large) warm state travel: the backtest field reads them.
+        return (
+            SkuForecast.objects.select_related("sku", "sku__segment")
+            .defer("warm")
+            .annotate(backtest_scores=F("warm__scores"))
+        )
 
 
 class DemandDaySerializer(serializers.Serializer):

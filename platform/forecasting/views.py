@@ -6,6 +6,7 @@ policies need forecasting.manage. The views call forecasting.services only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
@@ -23,6 +24,7 @@ from accounts.views import RoleRequiredMixin
 from catalog.models import SKU
 from forecasting import services
 from forecasting.chart import ChartData, render_svg
+from forecasting.engine.core import COMBINATION
 from forecasting.models import (
     SEGMENT_ORDER,
     ForecastRun,
@@ -75,6 +77,37 @@ class OverviewView(RoleRequiredMixin, View):
         return render(request, template, context)
 
 
+@dataclass(frozen=True)
+class BacktestRow:
+    method: str
+    rmsse: float | None
+    mase: float | None
+    members: tuple[str, ...] = ()
+
+
+def backtest_rows(forecast: SkuForecast) -> list[BacktestRow]:
+    """Each candidate's backtest scores, best RMSSE (the score that chooses) first.
+
+    The full scores live in the engine's warm state; `scores` keeps MASE only (the API's
+    field), so a forecast without the state shows MASE alone."""
+    state = forecast.warm or {}
+    full = state.get("scores") or {}
+    members = tuple((state.get("params") or {}).get("members") or ())
+    rows = [
+        BacktestRow(
+            method=name,
+            rmsse=(full.get(name) or {}).get("rmsse"),
+            mase=mase,
+            members=members if name == COMBINATION else (),
+        )
+        for name, mase in forecast.scores.items()
+    ]
+    return sorted(
+        rows,
+        key=lambda r: (r.rmsse is None, r.rmsse or 0.0, r.mase is None, r.mase or 0.0),
+    )
+
+
 class SkuForecastView(RoleRequiredMixin, View):
     """One SKU: chart, method and class, backtest scores; "Forecast now" for managers."""
 
@@ -121,12 +154,7 @@ def _sku_context(sku: SKU) -> dict:
         data.forecast_start = forecast.start
         data.mean, data.lo80, data.hi80 = forecast.mean, forecast.lo80, forecast.hi80
         data.lo95, data.hi95 = forecast.lo95, forecast.hi95
-    scores = []
-    if forecast is not None:
-        scores = sorted(
-            ((name, value) for name, value in forecast.scores.items()),
-            key=lambda item: (item[1] is None, item[1] if item[1] is not None else 0),
-        )
+    scores = backtest_rows(forecast) if forecast is not None else []
     segment = SkuSegment.objects.filter(sku=sku).first()
     return {
         "sku": sku,

@@ -12,6 +12,7 @@ from django_tenants.utils import schema_context
 
 from forecasting import services
 from forecasting.models import ForecastRun, SegmentPolicy, SkuForecast
+from forecasting.views import backtest_rows
 from tests.conftest import brand_client, make_user
 from tests.factories import SKUFactory
 from tests.forecasting.helpers import put_demand, put_forecast, put_stockouts
@@ -241,3 +242,40 @@ def test_the_sku_page_marks_units_on_open_purchase_orders(brand_a, viewer, data,
     assert seen == [[sku.pk]]
     assert 'class="on-order"' in html and "+50" in html  # both warehouses on the same day
     assert f"{due.isoformat()}: 50 units on order" in html
+
+
+def test_the_backtest_table_ranks_by_the_score_that_chooses(brand_a, viewer):
+    with schema_context(brand_a.schema_name):
+        today = services.brand_today()
+        sku = SKUFactory(code="WEEKLY-1")
+        # weekday pattern with noise: several candidates score close, so a combination wins
+        units = [
+            5 + (3 if (today - timedelta(days=d)).weekday() >= 5 else 0) + d % 3
+            for d in range(240, 0, -1)
+        ]
+        put_demand(sku, today - timedelta(days=240), units, channel="shop")
+        forecast = services.forecast_one(sku)
+        rows = backtest_rows(forecast)
+
+    full = forecast.warm["scores"]
+    assert [r.method for r in rows] == sorted(full, key=lambda n: full[n]["rmsse"])
+    assert {r.method: (r.rmsse, r.mase) for r in rows} == {
+        n: (s["rmsse"], s["mase"]) for n, s in full.items()
+    }
+    assert forecast.method in {r.method for r in rows}
+    # the combination names its members when it is the chosen forecast
+    by_method = {r.method: r for r in rows}
+    if forecast.method == "combo":
+        assert by_method["combo"].members == tuple(forecast.warm["params"]["members"])
+        assert len(by_method["combo"].members) >= 2
+    assert all(not r.members for r in rows if r.method != "combo")
+
+    html = brand_client(brand_a, viewer).get(f"/forecasting/skus/{sku.pk}/").content.decode()
+    table = html[html.index("Backtest scores") :]
+    assert '<th class="num">RMSSE</th>' in table
+    chosen_row = table[: table.index('badge ok">chosen')].rsplit("<tr>", 1)[1]
+    assert forecast.method in chosen_row
+    # the API carries the same scores, without the rest of the engine's state
+    api = brand_client(brand_a, viewer).get(f"/api/v1/forecasts/{sku.pk}/").json()
+    assert api["backtest"] == {n: {"rmsse": s["rmsse"], "mase": s["mase"]} for n, s in full.items()}
+    assert "warm" not in api
