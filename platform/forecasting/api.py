@@ -18,17 +18,19 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F, Sum
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.response import Response
 from rest_framework.routers import BaseRouter
 
 from catalog.models import SKU
 from config.api import IDEMPOTENCY_KEY, QueryFilter, QueryParamFilter, error_responses
-from forecasting import services
+from forecasting import history_import, services
 from forecasting.models import (
     SEGMENT_ORDER,
     DemandDay,
@@ -382,9 +384,97 @@ class SegmentViewSet(viewsets.GenericViewSet):
         raise Http404("No such segment.")
 
 
+MAX_HISTORY_ROWS = 10_000
+
+
+class SalesHistoryRowSerializer(serializers.Serializer):
+    """One day of one SKU's pre-Keel sales (the CSV import's columns; see README)."""
+
+    date = serializers.CharField(help_text="YYYY-MM-DD, brand-local, before today")
+    sku = serializers.CharField(help_text="An existing SKU code")
+    units = serializers.IntegerField(help_text="Units sold that day, 0 or more")
+    channel = serializers.CharField(required=False, allow_blank=True, default="")
+    warehouse = serializers.CharField(required=False, allow_blank=True, default="")
+    revenue = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text='Decimal as text, e.g. "418.60"'
+    )
+    stockout = serializers.BooleanField(required=False, default=False)
+
+
+class SalesHistoryRequestSerializer(serializers.Serializer):
+    rows = serializers.ListField(
+        child=serializers.DictField(), min_length=1, max_length=MAX_HISTORY_ROWS
+    )
+
+
+class SalesHistoryResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    units = serializers.IntegerField()
+    demand_rows = serializers.IntegerField(help_text="Demand-history rows rebuilt")
+    first_day = serializers.DateField(required=False)
+    last_day = serializers.DateField(required=False)
+
+
+def _as_cells(row: dict[str, Any]) -> dict[str, str]:
+    """The JSON row as the CSV import's cells (text), so both go through one set of rules."""
+    cells = {k: "" if v is None else str(v) for k, v in row.items()}
+    if isinstance(row.get("stockout"), bool):
+        cells["stockout"] = "yes" if row["stockout"] else "no"
+    return cells
+
+
+class SalesHistoryViewSet(viewsets.GenericViewSet):
+    """Import pre-Keel daily sales, as the Imports page's sales-history CSV does."""
+
+    serializer_class = SalesHistoryRequestSerializer
+    pagination_class = None
+    required_permissions = {"create": "forecasting.manage"}
+
+    @extend_schema(
+        request=SalesHistoryRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: SalesHistoryResultSerializer, **error_responses(400, 403)},
+    )
+    @idempotent
+    def create(self, request) -> Response:
+        """Upsert up to 10,000 rows `{date, sku, units, channel?, warehouse?, revenue?,
+        stockout?}` all-or-nothing. Every bad row is reported as `rows.<index>.<field>`
+        with the CSV import's codes (`unknown_sku`, `overlaps_orders`, …); nothing is
+        written then. Each row is that day's total, so sending it again changes nothing.
+        Demand history and segments are updated before the answer."""
+        body = SalesHistoryRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        errors: dict[str, dict[str, list]] = {}
+        records = []
+        for index, raw in enumerate(body.validated_data["rows"]):
+            unknown = sorted(set(raw) - set(history_import.COLUMNS))
+            row = SalesHistoryRowSerializer(data=raw)
+            if unknown:
+                message = f"Unknown fields: {', '.join(unknown)}."
+                errors[str(index)] = {unknown[0]: [ErrorDetail(message, "unknown_field")]}
+            elif not row.is_valid():
+                errors[str(index)] = row.errors
+            else:
+                records.append((index, _as_cells(raw)))
+        plan = history_import.plan_records([cells for _, cells in records])
+        for problem in plan.problems:
+            index = str(records[problem.line][0])
+            errors.setdefault(index, {}).setdefault(problem.column or "row", []).append(
+                ErrorDetail(problem.message, problem.code)
+            )
+        if errors:
+            raise serializers.ValidationError({"rows": errors}, code="invalid_rows")
+        with transaction.atomic():
+            result = history_import.write_sales(plan.rows)
+        return Response(SalesHistoryResultSerializer(result).data)
+
+
 def register(router: BaseRouter) -> None:
     """Add this app's viewsets to the brand API router."""
     router.register("forecasts", ForecastViewSet, basename="forecast")
     router.register("demand-history", DemandHistoryViewSet, basename="demandhistory")
     router.register("forecast-runs", ForecastRunViewSet, basename="forecastrun")
     router.register("segments", SegmentViewSet, basename="segment")
+    router.register("sales-history", SalesHistoryViewSet, basename="saleshistory")

@@ -189,16 +189,34 @@ def plan_sales(
         return SalesPlan(problems=problems)
     plan = SalesPlan(problems=problems, order=table.order)
     plan.total = len(table.records) + sum(p.code == "wrong_field_count" for p in problems)
+    return _check(plan, table.records, progress, today, "line")
+
+
+def plan_records(records: Sequence[dict[str, str]], *, today: date | None = None) -> SalesPlan:
+    """Check rows given as column → text (the API's JSON rows, numbered from 0 in `line`)."""
+    plan = SalesPlan(problems=[], order={c: i for i, c in enumerate(COLUMNS)}, total=len(records))
+    cells = [(i, {c: (r.get(c) or "").strip() for c in COLUMNS}) for i, r in enumerate(records)]
+    return _check(plan, cells, _no_progress, today, "row")
+
+
+def _check(
+    plan: SalesPlan,
+    records: Sequence[tuple[int, dict[str, str]]],
+    progress: Progress,
+    today: date | None,
+    noun: str,
+) -> SalesPlan:
+    problems = plan.problems
     today = today or services.brand_today()
-    skus, warehouses = _lookups(table.records)
+    skus, warehouses = _lookups(records)
     cutover = services.first_order_days()
 
     seen: dict[tuple, int] = {}
-    for done, (line, cells) in enumerate(table.records, 1):
+    for done, (line, cells) in enumerate(records, 1):
         row = _parse(line, cells, skus, warehouses, today, problems)
         if row is not None:
             if row.key in seen:
-                message = f"Same SKU, channel, warehouse and date as line {seen[row.key]}."
+                message = f"Same SKU, channel, warehouse and date as {noun} {seen[row.key]}."
                 problems.append(Problem(line, "date", cells["date"], "duplicate_row", message))
             elif not cutover.counts(row.channel, row.day):
                 first = cutover.first(row.channel)

@@ -18,7 +18,7 @@ from forecasting.history_import import SaleRow
 from forecasting.models import DemandDay, ImportedSale, SkuSegment, StockoutDay
 from orders.services import ingest_order
 from tests.catalog.imports_support import media, to_csv  # noqa: F401 - fixture
-from tests.conftest import brand_client
+from tests.conftest import brand_client, make_user
 from tests.factories import SKUFactory, WarehouseFactory
 from tests.orders.conftest import build_network, order_input, publish_typical_rules
 
@@ -251,3 +251,61 @@ def test_the_imports_page_offers_the_kind_and_its_template(world, brand_a):
     template = client.get(reverse("imports:template", args=["sales_history"]))
     body = b"".join(template.streaming_content).decode("utf-8-sig")
     assert body.splitlines()[0] == ",".join(COLUMNS)
+
+
+# --- API ---------------------------------------------------------------------------------
+
+
+def test_api_imports_rows_all_or_nothing_with_the_csv_rules(world, brand_a):
+    buyer = brand_client(brand_a, make_user(brand_a, role="buyer"))
+    rows = [
+        {"date": ago(3).isoformat(), "sku": "TEE", "units": 4, "channel": "shopify"},
+        {"date": ago(2).isoformat(), "sku": "HAT", "units": "2", "revenue": 39.8},
+        {"date": ago(1).isoformat(), "sku": "TEE", "units": 0, "stockout": True},
+    ]
+
+    def post(payload, key):
+        return buyer.post(
+            "/api/v1/sales-history/",
+            payload,
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=key,
+        )
+
+    bad = post(
+        {
+            "rows": [
+                *rows,
+                {"date": "2025-13-01", "sku": "NOPE", "units": -1},
+                {"sku": "TEE"},
+                {"date": ago(1).isoformat(), "sku": "TEE", "units": 1, "colour": "red"},
+            ]
+        },
+        "k-bad",
+    )
+    assert bad.status_code == 400
+    fields = bad.json()["error"]["fields"]
+    assert {path: [e["code"] for e in errs] for path, errs in fields.items()} == {
+        "rows.3.date": ["malformed_date"],
+        "rows.3.sku": ["unknown_sku"],
+        "rows.3.units": ["negative_quantity"],
+        "rows.4.date": ["required"],
+        "rows.4.units": ["required"],
+        "rows.5.colour": ["unknown_field"],
+    }
+    assert not ImportedSale.objects.exists()
+
+    done = post({"rows": rows}, "k-1")
+    assert done.status_code == 200, done.json()
+    assert done.json()["created"] == 3 and done.json()["units"] == 6
+    assert ("TEE", "shopify", None, ago(3), 4) in demand()
+    assert set(StockoutDay.objects.values_list("sku__code", "day")) == {("TEE", ago(1))}
+    assert ImportedSale.objects.get(sku__code="HAT").revenue == Decimal("39.80")
+    # a retry with the same key replays the answer; the same rows under a new key change nothing
+    assert post({"rows": rows}, "k-1").json() == done.json()
+    again = post({"rows": rows}, "k-2").json()
+    assert (again["created"], again["unchanged"]) == (0, 3)
+
+    viewer = brand_client(brand_a, make_user(brand_a, role="viewer"))
+    refused = viewer.post("/api/v1/sales-history/", {"rows": rows}, content_type="application/json")
+    assert refused.status_code == 403
