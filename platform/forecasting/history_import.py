@@ -20,7 +20,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models.functions import Lower
 
 from catalog.imports import (
@@ -296,23 +296,26 @@ def _segmented() -> bool:
 
 
 def _upsert(rows: Sequence[SaleRow], job_id: int | None) -> None:
-    # ON CONFLICT needs the constraint's columns; NULLS NOT DISTINCT makes a blank
+    # ON CONFLICT on the constraint's columns; its NULLS NOT DISTINCT makes a blank
     # warehouse conflict with itself (PostgreSQL 15).
-    table = connection.ops.quote_name(ImportedSale._meta.db_table)
-    placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, now())"] * len(rows))
-    params: list[Any] = []
-    for r in rows:
-        params += [r.sku_id, r.channel, r.warehouse_id, r.day, r.units, r.revenue, r.stockout]
-        params.append(job_id)
-    sql = (
-        f"INSERT INTO {table} (sku_id, channel, warehouse_id, day, units, revenue, stockout, "  # noqa: S608
-        f"import_job_id, updated_at) VALUES {placeholders} "
-        "ON CONFLICT (sku_id, channel, warehouse_id, day) DO UPDATE SET "
-        "units = EXCLUDED.units, revenue = EXCLUDED.revenue, stockout = EXCLUDED.stockout, "
-        "import_job_id = EXCLUDED.import_job_id, updated_at = EXCLUDED.updated_at"
+    ImportedSale.objects.bulk_create(
+        [
+            ImportedSale(
+                sku_id=r.sku_id,
+                channel=r.channel,
+                warehouse_id=r.warehouse_id,
+                day=r.day,
+                units=r.units,
+                revenue=r.revenue,
+                stockout=r.stockout,
+                import_job_id=job_id,
+            )
+            for r in rows
+        ],
+        update_conflicts=True,
+        unique_fields=["sku", "channel", "warehouse", "day"],
+        update_fields=["units", "revenue", "stockout", "import_job", "updated_at"],
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def load_sales(rows: Iterable[SaleRow]) -> dict[str, Any]:
