@@ -302,6 +302,9 @@ class ForecastSettings(models.Model):
     # SKUs per task: a smooth SKU costs 100× an intermittent one on a first run, and small
     # chunks keep every worker process busy to the end and the progress bar moving.
     chunk_size = models.PositiveIntegerField(default=20)
+    # When services.refresh_demand last brought DemandDay up to date with the orders: the
+    # next refresh rebuilds only from the earliest day an order changed since.
+    demand_as_of = models.DateTimeField(null=True, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

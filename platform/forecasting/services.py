@@ -8,8 +8,10 @@ Demand history (`rebuild_demand`)
     unrouted) have no warehouse. A bundle line goes whole to the warehouse holding most of
     its component units. Returns (inventory `return` movements) fill `returned` on their
     own day and never net the units down. Incremental: `since` rebuilds that window in one
-    transaction, which is what the nightly task does for the last 30 days (late
-    cancellations and routing changes land there).
+    transaction. `refresh_demand` picks the window: from the earliest day of an order or
+    return changed since its last pass, and at least the last 30 days at night (late
+    routing changes and stock-outs land there). Manual runs and the replenishment plan
+    refresh first, so they never read orders that arrived after the night as zero sales.
 
 Stock-outs
     A day is a stock-out day when the SKU's available-to-promise stock summed over all
@@ -99,6 +101,7 @@ from orders.models import (
 Z95 = 1.959963984540054
 SUMMARY_DAYS = 28
 NIGHTLY_REBUILD_DAYS = 30
+DEMAND_CHANGE_SLACK = timedelta(minutes=10)  # order transactions still open at a refresh
 RUN_RETENTION_DAYS = 90
 STALE_RUN = timedelta(hours=6)  # an open run older than this lost its chunk tasks
 NIGHTLY_HOUR = 2  # brand-local hour the nightly run starts (orders are quiet, day is closed)
@@ -462,6 +465,42 @@ def rebuild_demand(*, since: date | None = None) -> int:
     return written
 
 
+def refresh_demand(*, today: date | None = None, at_least_days: int = 0) -> int | None:
+    """Bring demand history up to date with the orders and returns that changed since the
+    last refresh; returns the DemandDay rows written, or None when nothing changed.
+
+    Rebuilds from the earliest brand-local day of an order placed, edited or cancelled (or
+    a return booked) since the last refresh, and at least the last `at_least_days` days
+    (the nightly run's window for stock-outs and re-routed lines, which leave orders
+    untouched). A manual forecast run, a single-SKU forecast and the replenishment plan
+    call this first, so orders that arrived after the night's rebuild — a channel's
+    backfill on its first day, above all — are demand, not days of zero sales.
+    """
+    today = today or brand_today()
+    tz = brand_timezone()
+    with transaction.atomic():
+        _lock("demand")
+        # Taken once the lock is held; `updated_at` comes from the writer's clock before
+        # its commit, so changes of the last minutes count as changed again next time.
+        started = timezone.now()
+        as_of = settings().demand_as_of
+        orders = Order.objects.all()
+        returns = StockMovement.objects.filter(kind=MovementKind.RETURN)
+        if as_of is not None:
+            orders = orders.filter(updated_at__gte=as_of - DEMAND_CHANGE_SLACK)
+            returns = returns.filter(created_at__gte=as_of - DEMAND_CHANGE_SLACK)
+        moments = [
+            orders.aggregate(first=Min("placed_at"))["first"],
+            returns.aggregate(first=Min("created_at"))["first"],
+        ]
+        days = [m.astimezone(tz).date() for m in moments if m is not None]
+        if at_least_days:
+            days.append(today - timedelta(days=at_least_days))
+        written = rebuild_demand(since=min(days)) if days else None
+        ForecastSettings.objects.filter(pk=1).update(demand_as_of=started)
+    return written
+
+
 def rebuild_stockouts(*, since: date | None = None, today: date | None = None) -> int:
     """Recompute StockoutDay from `since` (or from the first stock event) up to today."""
     tz = brand_timezone()
@@ -706,7 +745,8 @@ def run_forecasts(
 ) -> ForecastRun:
     """Start a run over `sku_ids` (default: every SKU with demand history).
 
-    Returns the run already in flight instead when there is one. Chunk tasks are
+    A manual run refreshes demand history first (`refresh_demand`). Returns the run
+    already in flight instead when there is one. Chunk tasks are
     published when the transaction commits (`publish=False` leaves them for the caller,
     e.g. a benchmark driving chunks itself).
     """
@@ -714,6 +754,8 @@ def run_forecasts(
         raise ForecastingError(f"Unknown run kind {kind!r}.", "invalid_kind")
     from audit.context import current_actor
 
+    if kind == RunKind.MANUAL:
+        refresh_demand()
     config = settings()
     ids = forecastable_sku_ids(sku_ids)
     try:
@@ -1071,6 +1113,7 @@ def resume_run(run: ForecastRun) -> int:
 
 def forecast_one(sku: SKU) -> SkuForecast:
     """Forecast one SKU now, backtesting every candidate again (a person asked)."""
+    refresh_demand()
     now = timezone.now()
     with transaction.atomic():
         run = ForecastRun.objects.create(
@@ -1104,8 +1147,7 @@ def nightly(*, today: date | None = None) -> ForecastRun | None:
     day_start = datetime.combine(today, datetime.min.time(), tzinfo=tz)
     if ForecastRun.objects.filter(kind=RunKind.NIGHTLY, created_at__gte=day_start).exists():
         return None
-    has_history = DemandDay.objects.exists()
-    rebuild_demand(since=today - timedelta(days=NIGHTLY_REBUILD_DAYS) if has_history else None)
+    refresh_demand(today=today, at_least_days=NIGHTLY_REBUILD_DAYS)
     recompute_segments(today=today)
     prune_runs()
     return run_forecasts(kind=RunKind.NIGHTLY)

@@ -114,7 +114,11 @@ class Order(models.Model):
                 name="held_orders_have_a_reason",
             ),
         ]
-        indexes = [models.Index(fields=["channel", "-placed_at"])]
+        indexes = [
+            models.Index(fields=["channel", "-placed_at"]),
+            # forecasting.refresh_demand asks which orders changed since its last pass.
+            models.Index(fields=["updated_at"], name="order_updated_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel} #{self.external_id}"

@@ -352,8 +352,10 @@ class PlanResult:
 def plan(*, today: date | None = None) -> PlanResult:
     """Write the day's recommendations, transfer suggestions and exceptions (idempotent:
     running the same day again replaces its open rows; acted and dismissed ones keep their
-    status and PO link, with fresh numbers)."""
+    status and PO link, with fresh numbers). Demand history is refreshed first: the
+    velocities must count the orders that arrived since the night's rebuild."""
     today = today or brand_today()
+    forecasting.refresh_demand(today=today)
     conf = settings_for_brand()
     skus = list(SKU.objects.filter(status=Lifecycle.ACTIVE, is_bundle=False).order_by("code", "pk"))
     sku_ids = [s.pk for s in skus]

@@ -30,11 +30,12 @@ from forecasting.history_import import SaleRow, load_sales
 from forecasting.models import ImportedSale, RunKind
 from inventory import services as stock
 from inventory.models import Warehouse
+from orders.models import Order
 from purchasing import services as purchasing
 from purchasing.models import Supplier
 from replenishment import services as replenishment
 from sync import services
-from sync.models import Connection
+from sync.models import ACTIVE_RUN_STATUSES, Connection, RunTrigger, SyncRun
 
 # (code, name, kind, city, state, postal code, latitude, longitude, opening units per SKU).
 # About seven weeks of the channel's sales between them (≈ 35 units a SKU a day), the cover
@@ -58,6 +59,7 @@ POLL_SECONDS = 60
 THREEPL_STOCK = 1200
 CHANNEL_SETTINGS = {"seed": 42, "orders_per_day": 240, "backfill_days": 2}
 HISTORY_DAYS = 365
+FIRST_PULL_RUNS = 10  # follow-up runs the set-up waits for before leaving it to the worker
 # (code, name, lead time days, terms, item prefixes supplied, unit cost per item)
 SUPPLIERS = (
     ("BLANKS", "Blank Apparel Co.", 28, "Net 30", ("TEE", "HOOD")),
@@ -71,7 +73,7 @@ PACKING = {"TEE": (48, 12), "HOOD": (24, 6), "CAP": (48, 24)}
 def connect_demo() -> list[str]:
     """Set up the demo brand: connections, sales history, suppliers (each once)."""
     lines = _connections() if not Connection.objects.exists() else []
-    lines += _suppliers() + _history()
+    lines += _first_orders() + _suppliers() + _history()
     return lines or ["The demo brand is already set up."]
 
 
@@ -121,6 +123,32 @@ def _connections() -> list[str]:
         f"Connected the sandbox channel, 3PL and carrier; {len(skus)} SKUs in "
         f"{len(warehouses)} warehouses. Orders arrive once a worker and beat run."
     ]
+
+
+def _first_orders() -> list[str]:
+    """Pull the channel's backfill now rather than at the worker's first poll: the history
+    import ends where these orders begin, and the first forecast and plan would otherwise
+    read their days as days without sales."""
+    conn = Connection.objects.filter(connector=CHANNEL).order_by("pk").first()
+    if conn is None or Order.objects.filter(channel=conn.channel_key).exists():
+        return []
+    run, _ = services.request_sync(
+        conn, trigger=RunTrigger.MANUAL, streams=[services.STREAM_ORDERS], requested_by="demo"
+    )
+    for _ in range(FIRST_PULL_RUNS):
+        outcome = services.execute_run(run.pk)
+        # A backfill larger than one run's time budget continues in a follow-up run.
+        follow_up = (
+            SyncRun.objects.filter(connection=conn, status__in=ACTIVE_RUN_STATUSES)
+            .exclude(pk=run.pk)
+            .first()
+        )
+        if outcome.retry or follow_up is None:
+            break
+        run = follow_up
+    count = Order.objects.filter(channel=conn.channel_key).count()
+    days = conn.settings["backfill_days"]
+    return [f"Pulled the sandbox store's last {days} days: {count} orders."]
 
 
 def _warehouses() -> list[tuple[Warehouse, int]]:

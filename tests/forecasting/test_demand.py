@@ -8,15 +8,17 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db.models import F
 
 from catalog.models import BundleComponent
 from catalog.services import map_listing
 from forecasting import services
-from forecasting.models import DemandDay, StockoutDay
+from forecasting.models import DemandDay, RunKind, StockoutDay
 from inventory import services as stock
-from inventory.models import StockEvent
+from inventory.models import StockEvent, StockMovement
 from orders.models import Order, OrderStatus
 from orders.services import LineInput, cancel_order, ingest_order
+from replenishment import services as replenishment
 from tenants.models import Brand
 from tests.factories import SKUFactory
 from tests.orders.conftest import build_network, order_input, publish_typical_rules
@@ -148,6 +150,66 @@ def test_incremental_rebuild_replaces_only_the_window(net):
         ("TEE", date(2026, 3, 1), 1),
         ("HAT", date(2026, 3, 21), 2),
     }
+
+
+def _later() -> None:
+    """What happened so far happened an hour before the last refresh (outside the slack
+    it allows for writes still open)."""
+    hour = timedelta(hours=1)
+    Order.objects.update(updated_at=F("updated_at") - hour)
+    StockMovement.objects.update(created_at=F("created_at") - hour)
+
+
+def test_refresh_rebuilds_from_the_earliest_order_changed_since_the_last_one(net):
+    # given: two orders, demand refreshed once
+    first = ingest_order(order_input(lines=(("TEE", 4),), placed_at=at(1))).order
+    ingest_order(order_input(lines=(("MUG", 1),), placed_at=at(10)))
+    assert services.refresh_demand(today=date(2026, 4, 20)) == 2
+    _later()
+
+    # then: nothing changed, nothing rebuilt
+    assert services.refresh_demand(today=date(2026, 4, 20)) is None
+
+    # when: an order for an old day arrives late, and the oldest order is cancelled —
+    # both before the nightly 30-day window
+    ingest_order(order_input(lines=(("HAT", 2),), placed_at=at(3)))
+    cancel_order(first)
+    services.refresh_demand(today=date(2026, 4, 20), at_least_days=30)
+
+    # then: history follows the orders
+    assert {(s, d, u) for s, _c, _w, d, u, _r in rows()} == {
+        ("HAT", date(2026, 3, 3), 2),
+        ("MUG", date(2026, 3, 10), 1),
+    }
+
+
+def test_refresh_counts_a_return_booked_since_the_last_one(net):
+    ingest_order(order_input(lines=(("TEE", 3),), placed_at=at(7)))
+    services.refresh_demand()
+    _later()
+
+    stock.record_return(sku=net["skus"]["TEE"], warehouse=net["warehouses"]["WEST"], quantity=1)
+    services.refresh_demand()
+
+    assert DemandDay.objects.get(day=services.brand_today()).returned == 1
+
+
+def test_a_manual_run_and_the_plan_read_orders_that_arrived_after_the_last_rebuild(net):
+    # given: orders ingested, the night's rebuild not run yet (a channel's first backfill)
+    ingest_order(order_input(lines=(("TEE", 2), ("MUG", 1)), placed_at=at(2)))
+    assert not DemandDay.objects.exists()
+
+    # when: someone runs forecasts now
+    run = services.run_forecasts(kind=RunKind.MANUAL, publish=False)
+
+    # then: both SKUs have history and are in the run
+    assert run.total == 2
+    _later()
+
+    # and an order arriving after that is demand when the day's plan is made
+    ingest_order(order_input(lines=(("HAT", 5),), placed_at=at(4)))
+    replenishment.plan(today=date(2026, 3, 5))
+    assert DemandDay.objects.get(sku__code="HAT").units == 5
 
 
 def _move_events(sku, when: date) -> None:

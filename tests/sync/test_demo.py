@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Max, Min
+from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
 from catalog.models import SKU
 from forecasting import services as forecasting
-from forecasting.models import DemandDay, ForecastRun, SkuForecast, SkuSegment
+from forecasting.models import DemandDay, ForecastRun, ImportedSale, SkuForecast, SkuSegment
 from orders.models import FulfillmentOrder, Order
 from purchasing.models import Supplier
 from replenishment import services as replenishment
@@ -57,12 +57,22 @@ def test_demo_history_gives_forecasts_segments_and_a_replenishment_plan(in_alpha
     skus = list(SKU.objects.filter(is_bundle=False))
     assert len(skus) == 12
 
-    # then: a year of daily demand per SKU from the sandbox channel, ending before its orders
-    days = DemandDay.objects.values("sku_id").annotate(first=Min("day"), last=Max("day"))
-    assert {row["sku_id"] for row in days} == {s.pk for s in skus}
-    for row in days:
+    # then: a year of imported daily sales per SKU, ending the day before the channel's
+    # backfilled orders begin (pulled at set-up, not left to the worker's first poll)
+    today = forecasting.brand_today()
+    first_order = forecasting.first_order_days().first("sandbox")
+    assert first_order is not None and first_order < today
+    imported = ImportedSale.objects.values("sku_id").annotate(first=Min("day"), last=Max("day"))
+    assert {row["sku_id"] for row in imported} == {s.pk for s in skus}
+    for row in imported:
         assert (row["last"] - row["first"]).days >= 360
-        assert row["last"] < forecasting.brand_today() - timedelta(days=1)
+        assert row["last"] == first_order - timedelta(days=1)
+    # and demand history runs on without a gap through the orders' days: none of them
+    # reads as a day without sales
+    for sku in skus:
+        days = set(DemandDay.objects.filter(sku=sku, units__gt=0).values_list("day", flat=True))
+        span = (today - first_order).days
+        assert {first_order + timedelta(days=i) for i in range(-30, span)} <= days
     assert set(DemandDay.objects.values_list("channel", flat=True)) == {"sandbox"}
 
     # segments ranked by the imported revenue; every SKU forecast from its history
@@ -76,7 +86,13 @@ def test_demo_history_gives_forecasts_segments_and_a_replenishment_plan(in_alpha
     run = ForecastRun.objects.get()
     assert (run.state, run.done, run.failed) == ("succeeded", 12, 0)
     assert not SkuForecast.objects.filter(demand_class="new").exists()
-    assert all(f.daily_mean > 1 for f in SkuForecast.objects.all())
+    # each forecast is of the size of the SKU's recent sales (with the orders' days read as
+    # no sales, the combinations fell to under half of it)
+    start = today - timedelta(days=28)
+    for forecast in SkuForecast.objects.all():
+        recent = DemandDay.objects.filter(sku_id=forecast.sku_id, day__gte=start, day__lt=today)
+        daily = recent.aggregate(n=Sum("units"))["n"] / 28
+        assert 0.6 < forecast.daily_mean / daily < 1.67, (forecast.sku_id, daily)
 
     # and the day's plan is made: suppliers for every SKU, one draft PO per supplier
     assert Supplier.objects.count() == 2
